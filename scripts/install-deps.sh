@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the system tools sshcc's tests drive for real: OpenSSH (the
+# throwaway build boxes), distcc (the baseline sshcc is compared against) and
+# the compilers. Idempotent: does nothing when everything is present.
+#
+# If installing openssh-server makes Debian start the system ssh service, we
+# leave it be: the tests only ever use their own sshd on ephemeral ports.
+set -euo pipefail
+
+# "command package" pairs; sshd is checked by absolute path because /usr/sbin
+# is often not on a regular user's PATH.
+required=(
+  /usr/sbin/sshd openssh-server
+  ssh openssh-client
+  ssh-keygen openssh-client
+  distcc distcc
+  distccd distcc
+  gcc gcc
+  g++ g++
+  make make
+  ccache ccache
+)
+
+have() {
+  if [[ $1 == /* ]]; then [[ -x $1 ]]; else command -v "$1" >/dev/null 2>&1; fi
+}
+
+missing_cmds=()
+packages=()
+for ((i = 0; i < ${#required[@]}; i += 2)); do
+  cmd=${required[i]} pkg=${required[i + 1]}
+  if ! have "$cmd"; then
+    missing_cmds+=("$cmd")
+    [[ " ${packages[*]} " == *" $pkg "* ]] || packages+=("$pkg")
+  fi
+done
+
+if ((${#packages[@]} == 0)); then
+  echo "install-deps: all required tools present"
+  exit 0
+fi
+
+echo "install-deps: missing ${missing_cmds[*]}; installing Debian packages: ${packages[*]}"
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: apt-get not found; install these packages by hand: ${packages[*]}" >&2
+  exit 1
+fi
+
+sudo=()
+if ((EUID != 0)); then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "install-deps: not root and sudo is unavailable; as root run: apt-get install ${packages[*]}" >&2
+    exit 1
+  fi
+fi
+
+"${sudo[@]}" apt-get update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+
+still_missing=()
+for ((i = 0; i < ${#required[@]}; i += 2)); do
+  have "${required[i]}" || still_missing+=("${required[i]}")
+done
+if ((${#still_missing[@]} > 0)); then
+  echo "install-deps: still missing after install: ${still_missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: done"

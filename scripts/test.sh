@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The full check CI runs (via .ci/run): system dependencies, tests, formatting
+# and lints. Tests start real sshd and distcc processes, hence install-deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+cargo test --locked
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings

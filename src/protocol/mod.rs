@@ -1,0 +1,14 @@
+//! The distcc wire protocol (versions 1 and 2; version 3 is recognised and refused).
+//!
+//! `packet` owns the 12-byte token framing, `lzo` the LZO1X bodies, `distcc` the request
+//! and response messages. Everything works over any `AsyncRead`/`AsyncWrite`, so the same
+//! code serves an SSH session's stdio, a TCP socket or an in-memory duplex in tests.
+
+pub mod distcc;
+pub mod lzo;
+pub mod packet;
+
+pub use distcc::{
+    Request, Response, Version, read_request, read_response, write_request, write_response,
+};
+pub use packet::{Limits, ProtocolError};

@@ -1,0 +1,769 @@
+//! A private, throwaway OpenSSH `sshd` on 127.0.0.1 that stands in for a
+//! remote build box.
+//!
+//! sshcc's whole job is talking to build boxes over SSH, so tests exercise a
+//! real OpenSSH server instead of a mock: host-key checking, public-key
+//! authentication, `environment=` options reaching the remote process and
+//! connections dying when a host dies all behave exactly as they would against
+//! a real machine. The quick-start demo and the benchmarks reuse it for the
+//! same reason.
+//!
+//! A [`ThrowawayBox`] owns a temporary directory (host key, client key,
+//! `authorized_keys`, `sshd_config`, `known_hosts`, a client `ssh_config` and
+//! the sshd log) and the `sshd` process serving it. It never reads or writes
+//! the real `~/.ssh` of the user running the tests: clients reach the box with
+//! `ssh -F <ssh_config> box`, which ignores every other client configuration.
+//! Dropping the box kills sshd together with every session it spawned and
+//! deletes the directory.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+
+/// sshd refuses to start from a relative path (it re-executes itself).
+const SSHD: &str = "/usr/sbin/sshd";
+/// The `Host` alias the generated client `ssh_config` defines.
+const HOST_ALIAS: &str = "box";
+/// How long one sshd gets to accept a real login before we give up on it.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Picking a free port and letting sshd bind it later is racy; a lost race
+/// just costs a retry on a fresh port.
+const MAX_ATTEMPTS: usize = 5;
+
+/// Configures a [`ThrowawayBox`]; obtained from [`ThrowawayBox::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct BoxBuilder {
+    env: Vec<(String, String)>,
+    max_sessions: Option<u32>,
+}
+
+impl BoxBuilder {
+    /// Sets an environment variable for every session on the box.
+    ///
+    /// It is delivered the way a user's `~/.ssh/environment` reaches distccd
+    /// on a real box: through sshd's `PermitUserEnvironment`, here as an
+    /// `environment="K=V"` option on the client key's `authorized_keys` line.
+    /// Setting the same key twice keeps the last value.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value));
+        self
+    }
+
+    /// Sets sshd's `MaxSessions` (sessions multiplexed over one connection).
+    /// Without it sshd's own default applies.
+    pub fn max_sessions(mut self, n: u32) -> Self {
+        self.max_sessions = Some(n);
+        self
+    }
+
+    /// Starts sshd and returns once a real `ssh` login to it has succeeded.
+    pub fn start(&self) -> Result<ThrowawayBox> {
+        let started = Instant::now();
+        let authorized_key_options = self.authorized_key_options()?;
+        ensure!(
+            Path::new(SSHD).exists(),
+            "{SSHD} not found; install openssh-server (scripts/install-deps.sh)"
+        );
+        let user = current_user_name()?;
+        ensure_privsep_dir()?;
+
+        let dir = tempfile::Builder::new()
+            .prefix("sshcc-box-")
+            .tempdir_in(temp_base())
+            .context("creating the box's temporary directory")?;
+        let paths = BoxPaths::new(dir.path());
+        ensure!(
+            !paths.dir.to_string_lossy().contains(char::is_whitespace),
+            "temporary directory {} contains whitespace, which distcc's DISTCC_SSH splitting cannot handle",
+            paths.dir.display()
+        );
+
+        keygen(&paths.host_key, "sshcc-throwaway-host")?;
+        keygen(&paths.client_key, "sshcc-throwaway-client")?;
+        let client_pub = read_public_key(&paths.client_key)?;
+        fs::write(
+            &paths.authorized_keys,
+            format!("{authorized_key_options}{client_pub} sshcc-throwaway-client\n"),
+        )
+        .context("writing authorized_keys")?;
+        let host_pub = read_public_key(&paths.host_key)?;
+
+        let mut lost_races = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let port = pick_port()?;
+            self.write_configs(&paths, &user, &host_pub, port)?;
+            let log = File::create(&paths.log).context("creating the sshd log")?;
+            let mut child = Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&paths.sshd_config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().context("duplicating the sshd log handle")?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("spawning {SSHD}"))?;
+
+            match wait_until_ready(&mut child, &paths, port) {
+                Ok(()) => {
+                    tracing::debug!(
+                        port,
+                        attempt,
+                        elapsed = ?started.elapsed(),
+                        dir = %paths.dir.display(),
+                        "throwaway sshd ready"
+                    );
+                    return Ok(ThrowawayBox {
+                        child: Some(child),
+                        port,
+                        paths,
+                        _dir: dir,
+                    });
+                }
+                Err(NotReady::Exited(status)) if lost_port_race(&paths.log) => {
+                    let _ = writeln!(
+                        lost_races,
+                        "--- attempt {attempt}: sshd on port {port} exited ({status}); log:\n{}",
+                        read_log(&paths.log)
+                    );
+                }
+                Err(NotReady::Exited(status)) => {
+                    bail!(
+                        "throwaway sshd exited ({status}) during startup; sshd log:\n{}",
+                        read_log(&paths.log)
+                    );
+                }
+                Err(NotReady::Failed(err)) => {
+                    kill_tree(&mut child);
+                    return Err(err.context(format!(
+                        "throwaway sshd on port {port} did not become usable; sshd log:\n{}{}",
+                        read_log(&paths.log),
+                        if lost_races.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\nearlier attempts:\n{lost_races}")
+                        }
+                    )));
+                }
+            }
+        }
+        bail!("throwaway sshd exited on each of {MAX_ATTEMPTS} ports:\n{lost_races}")
+    }
+
+    /// Renders the `environment="K=V",` prefix of the authorized_keys line.
+    fn authorized_key_options(&self) -> Result<String> {
+        let mut options = String::new();
+        for (key, value) in &self.env {
+            // sshd silently drops names it considers invalid; fail loudly instead.
+            ensure!(
+                key.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "invalid environment variable name {key:?}"
+            );
+            ensure!(
+                !value.contains(['\n', '\r', '\0']),
+                "environment value for {key} contains a line break or NUL, which authorized_keys cannot carry"
+            );
+            // sshd's option parser knows one escape, \" for a quote, and takes
+            // every other backslash literally, so a trailing backslash would
+            // swallow the closing quote.
+            ensure!(
+                !value.ends_with('\\'),
+                "environment value for {key} ends with a backslash, which authorized_keys cannot carry"
+            );
+            let _ = write!(
+                options,
+                "environment=\"{key}={}\",",
+                value.replace('"', "\\\"")
+            );
+        }
+        if options.is_empty() {
+            return Ok(options);
+        }
+        options.pop();
+        options.push(' ');
+        Ok(options)
+    }
+
+    fn write_configs(&self, paths: &BoxPaths, user: &str, host_pub: &str, port: u16) -> Result<()> {
+        let mut sshd_config = format!(
+            "ListenAddress 127.0.0.1\n\
+             Port {port}\n\
+             HostKey {host_key}\n\
+             AuthorizedKeysFile {authorized_keys}\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\n\
+             UsePAM no\n\
+             # The box lives under /tmp, whose permissions StrictModes rejects.\n\
+             StrictModes no\n\
+             PermitUserEnvironment yes\n\
+             # ~/.ssh/rc belongs to the real user, not to the box.\n\
+             PermitUserRC no\n\
+             PidFile none\n\
+             PermitRootLogin prohibit-password\n\
+             # The default (10:30:100) randomly drops handshakes beyond 10 at a\n\
+             # time, which a parallel build over plain ssh easily reaches.\n\
+             MaxStartups 200\n\
+             LogLevel VERBOSE\n",
+            host_key = paths.host_key.display(),
+            authorized_keys = paths.authorized_keys.display(),
+        );
+        if let Some(n) = self.max_sessions {
+            let _ = writeln!(sshd_config, "MaxSessions {n}");
+        }
+        fs::write(&paths.sshd_config, sshd_config).context("writing sshd_config")?;
+
+        fs::write(
+            &paths.known_hosts,
+            format!("[127.0.0.1]:{port} {host_pub}\n"),
+        )
+        .context("writing known_hosts")?;
+
+        let ssh_config = format!(
+            "Host {HOST_ALIAS}\n  \
+               HostName 127.0.0.1\n  \
+               Port {port}\n  \
+               User {user}\n  \
+               IdentityFile {client_key}\n  \
+               IdentitiesOnly yes\n  \
+               UserKnownHostsFile {known_hosts}\n  \
+               StrictHostKeyChecking yes\n  \
+               BatchMode yes\n  \
+               LogLevel ERROR\n",
+            client_key = paths.client_key.display(),
+            known_hosts = paths.known_hosts.display(),
+        );
+        fs::write(&paths.ssh_config, ssh_config).context("writing ssh_config")?;
+        Ok(())
+    }
+}
+
+/// A running throwaway sshd; see the [module docs](self).
+#[derive(Debug)]
+pub struct ThrowawayBox {
+    child: Option<Child>,
+    port: u16,
+    paths: BoxPaths,
+    // Declared last so the directory outlives the Drop impl's kill of sshd.
+    _dir: tempfile::TempDir,
+}
+
+impl ThrowawayBox {
+    pub fn builder() -> BoxBuilder {
+        BoxBuilder::default()
+    }
+
+    /// The TCP port sshd listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `Host` name to use together with [`ssh_config`](Self::ssh_config).
+    pub fn host_alias(&self) -> &str {
+        HOST_ALIAS
+    }
+
+    /// Client configuration defining [`host_alias`](Self::host_alias); pass
+    /// it as `ssh -F <path>`.
+    pub fn ssh_config(&self) -> &Path {
+        &self.paths.ssh_config
+    }
+
+    pub fn known_hosts(&self) -> &Path {
+        &self.paths.known_hosts
+    }
+
+    /// The private key the box accepts.
+    pub fn client_key(&self) -> &Path {
+        &self.paths.client_key
+    }
+
+    /// The box's temporary directory, deleted when the box is dropped.
+    pub fn dir(&self) -> &Path {
+        &self.paths.dir
+    }
+
+    /// `ssh -F <ssh_config>`, suitable for distcc's `DISTCC_SSH`. distcc
+    /// splits that variable at spaces, which is why the box's paths never
+    /// contain any.
+    pub fn ssh_command(&self) -> String {
+        format!("ssh -F {}", self.paths.ssh_config.display())
+    }
+
+    /// `ssh -F <ssh_config> box`, ready for the remote command's arguments.
+    pub fn ssh(&self) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F").arg(&self.paths.ssh_config).arg(HOST_ALIAS);
+        cmd
+    }
+
+    /// Everything sshd has logged so far (LogLevel VERBOSE).
+    pub fn log(&self) -> String {
+        read_log(&self.paths.log)
+    }
+
+    /// Kills sshd and every session it spawned, as if the host had died, and
+    /// waits for sshd to exit. Calling it again does nothing.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_tree(&mut child);
+        }
+    }
+}
+
+impl Drop for ThrowawayBox {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug)]
+struct BoxPaths {
+    dir: PathBuf,
+    host_key: PathBuf,
+    client_key: PathBuf,
+    authorized_keys: PathBuf,
+    sshd_config: PathBuf,
+    known_hosts: PathBuf,
+    ssh_config: PathBuf,
+    log: PathBuf,
+}
+
+impl BoxPaths {
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            host_key: dir.join("host_ed25519_key"),
+            client_key: dir.join("client_ed25519_key"),
+            authorized_keys: dir.join("authorized_keys"),
+            sshd_config: dir.join("sshd_config"),
+            known_hosts: dir.join("known_hosts"),
+            ssh_config: dir.join("ssh_config"),
+            log: dir.join("sshd.log"),
+        }
+    }
+}
+
+enum NotReady {
+    /// sshd died on its own, most likely because the port was taken meanwhile.
+    Exited(ExitStatus),
+    Failed(anyhow::Error),
+}
+
+/// Waits for sshd's banner, then proves the whole setup (host key, client
+/// key, user) with a real login so that a broken box fails here rather than
+/// somewhere inside the test that uses it.
+fn wait_until_ready(child: &mut Child, paths: &BoxPaths, port: u16) -> Result<(), NotReady> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let exited = |child: &mut Child| match child.try_wait() {
+        Ok(status) => Ok(status),
+        Err(err) => Err(NotReady::Failed(anyhow!(err).context("polling sshd"))),
+    };
+    loop {
+        if let Some(status) = exited(child)? {
+            return Err(NotReady::Exited(status));
+        }
+        if banner_seen(port) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(NotReady::Failed(anyhow!(
+                "no SSH banner on port {port} within {READY_TIMEOUT:?}"
+            )));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    let login = run_with_deadline(
+        Command::new("ssh")
+            .arg("-F")
+            .arg(&paths.ssh_config)
+            .arg(HOST_ALIAS)
+            .arg("true"),
+        deadline,
+    );
+    match login {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            // The banner may have come from whoever stole the port (the host
+            // key check then fails); give our sshd a moment to die of it.
+            thread::sleep(Duration::from_millis(100));
+            match exited(child)? {
+                Some(status) => Err(NotReady::Exited(status)),
+                None => Err(NotReady::Failed(
+                    err.context("test login `ssh box true` failed"),
+                )),
+            }
+        }
+    }
+}
+
+fn banner_seen(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .is_err()
+    {
+        return false;
+    }
+    // Reading the whole line lets us close cleanly; leaving part of it unread
+    // would reset the connection and put a scary line into sshd's log.
+    let mut banner = Vec::new();
+    let mut byte = [0u8; 1];
+    while banner.len() < 255 && !banner.ends_with(b"\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => banner.push(byte[0]),
+            _ => return false,
+        }
+    }
+    banner.starts_with(b"SSH-2.0-")
+}
+
+/// Whether sshd died because its port was taken, the one failure a fresh port
+/// can fix.
+fn lost_port_race(log: &Path) -> bool {
+    read_log(log).contains("Address already in use")
+}
+
+/// Runs `cmd` to completion, killing it at `deadline` so that a wedged sshd
+/// cannot hang the test suite.
+fn run_with_deadline(cmd: &mut Command, deadline: Instant) -> Result<()> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning ssh")?;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("polling ssh")? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("ssh did not finish within {READY_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    bail!("ssh exited with {status}: {}", stderr.trim())
+}
+
+/// Lets the kernel choose a free port. It is released again before sshd binds
+/// it, so another process can grab it in between; the caller retries then.
+fn pick_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("binding 127.0.0.1:0 to find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn keygen(path: &Path, comment: &str) -> Result<()> {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ssh-keygen (install openssh-client)")?;
+    ensure!(
+        out.status.success(),
+        "ssh-keygen for {} failed ({}): {}",
+        path.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// The `type base64` part of `<key>.pub`, without ssh-keygen's comment.
+fn read_public_key(private_key: &Path) -> Result<String> {
+    let mut pub_path = private_key.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let text = fs::read_to_string(&pub_path)
+        .with_context(|| format!("reading {}", Path::new(&pub_path).display()))?;
+    let mut fields = text.split_whitespace();
+    match (fields.next(), fields.next()) {
+        (Some(kind), Some(blob)) => Ok(format!("{kind} {blob}")),
+        _ => bail!("malformed public key in {}", Path::new(&pub_path).display()),
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) => format!("<cannot read {}: {err}>", path.display()),
+    }
+}
+
+/// `$TMPDIR` unless it contains whitespace: every path of the box ends up in
+/// `DISTCC_SSH`, which distcc splits at spaces.
+fn temp_base() -> PathBuf {
+    let base = std::env::temp_dir();
+    if base.to_string_lossy().contains(char::is_whitespace) {
+        PathBuf::from("/tmp")
+    } else {
+        base
+    }
+}
+
+/// sshd insists on its privilege-separation directory, which Debian only
+/// creates when the system ssh service starts (never, in a container).
+fn ensure_privsep_dir() -> Result<()> {
+    let dir = Path::new("/run/sshd");
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if dir.exists() || unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => Ok(()),
+        // Another box in a parallel test won the race.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(anyhow!(err).context("creating /run/sshd")),
+    }
+}
+
+/// The login name sshd will authenticate: the effective user, looked up in
+/// the passwd database because `$USER` is often unset (containers, CI).
+fn current_user_name() -> Result<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: an all-zero passwd is a valid value to be overwritten.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer refers to live, writable memory of the
+        // advertised size; the strings written into `buf` are only read
+        // while `buf` is alive.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        ensure!(
+            rc == 0,
+            "getpwuid_r({uid}) failed: {}",
+            std::io::Error::from_raw_os_error(rc)
+        );
+        ensure!(
+            !result.is_null(),
+            "uid {uid} has no passwd entry, so sshd cannot log it in"
+        );
+        // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+        return Ok(name.to_string_lossy().into_owned());
+    }
+}
+
+/// Kills sshd and all its descendants, then reaps sshd.
+///
+/// Killing only the listener would leave running sessions alone: sshd puts
+/// each connection in its own session (setsid), so they escape a process-group
+/// kill too. Tests that "kill a host mid-build" need those connections to
+/// drop, so the tree is found through /proc. Everything is stopped first so
+/// that nothing can fork a new process while the tree is being collected.
+fn kill_tree(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    let root = child.id() as libc::pid_t;
+    let signal = |pid: libc::pid_t, sig: libc::c_int| {
+        // SAFETY: kill has no memory-safety preconditions; `pid` is sshd or
+        // one of its descendants.
+        unsafe { libc::kill(pid, sig) };
+    };
+    signal(root, libc::SIGSTOP);
+    let mut frozen: HashSet<libc::pid_t> = HashSet::from([root]);
+    loop {
+        let fresh: Vec<_> = descendants(root)
+            .into_iter()
+            .filter(|pid| !frozen.contains(pid))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for &pid in &fresh {
+            signal(pid, libc::SIGSTOP);
+        }
+        frozen.extend(fresh);
+    }
+    for &pid in &frozen {
+        signal(pid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
+    let mut children: HashMap<libc::pid_t, Vec<libc::pid_t>> = HashMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        // The command name may itself contain ") ", so parse after the last one.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        for &kid in children.get(&pid).into_iter().flatten() {
+            found.push(kid);
+            queue.push(kid);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote_stdout(b: &ThrowawayBox, command: &str) -> String {
+        let out = b.ssh().arg(command).output().expect("running ssh");
+        assert!(
+            out.status.success(),
+            "ssh {command:?} failed: {}\nsshd log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            b.log()
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    #[test]
+    fn env_reaches_the_session() {
+        let started = Instant::now();
+        let b = ThrowawayBox::builder()
+            .env("SSHCC_TEST_VAR", "hello world")
+            .env("SSHCC_TRICKY", r#"say "hi" \ C:\dir\"x"#)
+            .start()
+            .expect("starting box");
+        eprintln!("box started in {:?}", started.elapsed());
+        assert_eq!(remote_stdout(&b, "echo $SSHCC_TEST_VAR"), "hello world\n");
+        assert_eq!(
+            remote_stdout(&b, r#"printf '%s\n' "$SSHCC_TRICKY""#),
+            "say \"hi\" \\ C:\\dir\\\"x\n"
+        );
+
+        // Exactly what distcc will run with DISTCC_SSH.
+        let mut words = b.ssh_command();
+        words.push_str(" box echo ok");
+        let mut words = words.split(' ');
+        let out = Command::new(words.next().unwrap())
+            .args(words)
+            .output()
+            .expect("running ssh_command");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    }
+
+    #[test]
+    fn two_boxes_run_at_once() {
+        let a = ThrowawayBox::builder().env("WHICH", "a").start().unwrap();
+        let b = ThrowawayBox::builder()
+            .env("WHICH", "b")
+            .max_sessions(3)
+            .start()
+            .unwrap();
+        assert_ne!(a.port(), b.port());
+        assert_ne!(a.dir(), b.dir());
+        assert_eq!(remote_stdout(&a, "echo $WHICH"), "a\n");
+        assert_eq!(remote_stdout(&b, "echo $WHICH"), "b\n");
+        assert!(
+            fs::read_to_string(b.dir().join("sshd_config"))
+                .unwrap()
+                .contains("MaxSessions 3\n")
+        );
+    }
+
+    #[test]
+    fn stop_drops_running_sessions() {
+        let mut b = ThrowawayBox::builder().start().unwrap();
+        let mut session = b
+            .ssh()
+            .arg("echo started; sleep 30")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Pull the plug only once the remote command is really running.
+        let mut started = [0u8; 8];
+        session
+            .stdout
+            .take()
+            .unwrap()
+            .read_exact(&mut started)
+            .unwrap();
+        assert_eq!(&started, b"started\n");
+        let stopped_at = Instant::now();
+        b.stop();
+        b.stop();
+        let status = session.wait().unwrap();
+        assert!(!status.success());
+        assert!(stopped_at.elapsed() < Duration::from_secs(10));
+        assert!(
+            b.ssh()
+                .arg("true")
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| !s.success())
+        );
+    }
+
+    #[test]
+    fn drop_removes_the_directory() {
+        let b = ThrowawayBox::builder().start().unwrap();
+        let dir = b.dir().to_path_buf();
+        assert!(dir.join("sshd_config").exists());
+        drop(b);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn rejects_unrepresentable_env() {
+        assert!(ThrowawayBox::builder().env("A B", "x").start().is_err());
+        assert!(ThrowawayBox::builder().env("A", "x\ny").start().is_err());
+        assert!(ThrowawayBox::builder().env("A", "x\\").start().is_err());
+    }
+}
