@@ -1,0 +1,63 @@
+//! Shared helpers for the integration tests: paths to the real binary and fixtures, and
+//! running commands with their output captured.
+
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `sshcc` binary under test.
+pub fn sshcc() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sshcc"))
+}
+
+/// The bundled sample project.
+pub fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/project")
+}
+
+/// A copy of the sample project in a fresh directory (builds write next to sources).
+pub fn project_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(project()).expect("fixture project") {
+        let entry = entry.expect("fixture entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy fixture");
+    }
+    dir
+}
+
+/// Runs `command`, returning its output, and panics with a readable message if it could
+/// not start.
+pub fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"))
+}
+
+/// stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Writes an executable shell script.
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("script dir");
+    }
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Compiles `source` locally with `compiler args` into `output`, panicking on failure.
+pub fn compile_locally(dir: &Path, compiler: &str, args: &[&str], source: &str, output: &str) {
+    let result = run(Command::new(compiler)
+        .current_dir(dir)
+        .args(args)
+        .args(["-c", source, "-o", output]));
+    assert!(
+        result.status.success(),
+        "local {compiler} {source}: {}",
+        stderr(&result)
+    );
+}
