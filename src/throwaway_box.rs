@@ -44,6 +44,7 @@ const MAX_ATTEMPTS: usize = 5;
 pub struct BoxBuilder {
     env: Vec<(String, String)>,
     max_sessions: Option<u32>,
+    login_user: Option<String>,
 }
 
 impl BoxBuilder {
@@ -67,6 +68,14 @@ impl BoxBuilder {
         self
     }
 
+    /// Logs in as `user` instead of the current user, e.g. a build account with a
+    /// plain `/bin/sh` so that shell start-up files do not blur measurements. Only
+    /// root can serve another account.
+    pub fn login_user(mut self, user: impl Into<String>) -> Self {
+        self.login_user = Some(user.into());
+        self
+    }
+
     /// Starts sshd and returns once a real `ssh` login to it has succeeded.
     pub fn start(&self) -> Result<ThrowawayBox> {
         let started = Instant::now();
@@ -75,7 +84,10 @@ impl BoxBuilder {
             Path::new(SSHD).exists(),
             "{SSHD} not found; install openssh-server (scripts/install-deps.sh)"
         );
-        let user = current_user_name()?;
+        let user = match &self.login_user {
+            Some(user) => user.clone(),
+            None => current_user_name()?,
+        };
         ensure_privsep_dir()?;
 
         let dir = tempfile::Builder::new()
@@ -97,6 +109,14 @@ impl BoxBuilder {
             format!("{authorized_key_options}{client_pub} sshcc-throwaway-client\n"),
         )
         .context("writing authorized_keys")?;
+        if self.login_user.is_some() {
+            // sshd reads authorized_keys with the login user's rights.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&paths.dir, fs::Permissions::from_mode(0o711))
+                .context("opening the box directory to the login user")?;
+            fs::set_permissions(&paths.authorized_keys, fs::Permissions::from_mode(0o644))
+                .context("opening authorized_keys to the login user")?;
+        }
         let host_pub = read_public_key(&paths.host_key)?;
 
         let mut lost_races = String::new();
