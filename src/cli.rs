@@ -22,8 +22,12 @@ use crate::exit_code::ExitCode;
 )]
 pub struct ServerOptions {
     /// Serve one distcc job on stdin/stdout and exit (what `ssh box sshcc --inetd` runs).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mux")]
     pub inetd: bool,
+    /// Serve many jobs over stdin/stdout until the client hangs up (what the sshcc
+    /// daemon runs on each pooled SSH connection).
+    #[arg(long)]
+    pub mux: bool,
     /// Accepted for distcc compatibility; the allowlist applies regardless.
     #[arg(long, alias = "make-me-a-botnet")]
     pub enable_tcp_insecure: bool,
@@ -71,15 +75,25 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         eprintln!("sshcc: {err:#}");
         return ExitCode::BadArguments.into();
     }
-    if !options.inetd {
+    if options.inetd {
+        serve_stdio(crate::server::serve_one(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+        ))
+    } else if options.mux {
+        serve_stdio(crate::mux::server::serve(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+        ))
+    } else {
         eprintln!("sshcc: nothing to do; the box worker runs as `sshcc --inetd` (see --help)");
-        return ExitCode::BadArguments.into();
+        ExitCode::BadArguments.into()
     }
-    serve_inetd()
 }
 
-fn serve_inetd() -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// Runs a box worker on stdin/stdout and exits with its status.
+fn serve_stdio(worker: impl Future<Output = u8>) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
@@ -89,10 +103,7 @@ fn serve_inetd() -> std::process::ExitCode {
             return ExitCode::Failure.into();
         }
     };
-    let status = runtime.block_on(crate::server::serve_one(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-    ));
+    let status = runtime.block_on(worker);
     // tokio's stdin reader may sit in a blocking read that runtime shutdown would wait
     // for; every file is already closed and flushed, so leave at once.
     std::process::exit(status.into())

@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod compiler;
 pub mod exit_code;
+pub mod mux;
 pub mod protocol;
 pub mod server;
 pub mod throwaway_box;

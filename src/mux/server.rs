@@ -1,0 +1,141 @@
+//! The box side of a multiplexed link: `sshcc --mux` runs every job the daemon sends
+//! over one stdin/stdout pair, concurrently, until the daemon hangs up.
+
+use std::collections::HashMap;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::frame::{self, Compression, Frame};
+use super::kind;
+use super::wire::{WireError, WireReader, WireWriter};
+use crate::exit_code::ExitCode;
+use crate::protocol::{self, Limits, Response, Version};
+use crate::server::{allowlist::Allowlist, job};
+
+/// Identifies the stream as sshcc's mux protocol, so a daemon that reached a stock
+/// distccd (which rejects `--mux`) or a chatty login shell can tell at once.
+const MAGIC: &str = "sshcc-mux";
+/// Bumped when frames or their payloads change incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What the box says about itself when the link opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub protocol: u32,
+    pub version: String,
+    pub hostname: String,
+}
+
+impl Hello {
+    fn ours() -> Self {
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: job::hostname(),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        WireWriter::new()
+            .str(MAGIC)
+            .u32(self.protocol)
+            .str(&self.version)
+            .str(&self.hostname)
+            .finish()
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut reader = WireReader::new(payload);
+        if reader.string()? != MAGIC {
+            return Err(WireError("not an sshcc greeting"));
+        }
+        Ok(Hello {
+            protocol: reader.u32()?,
+            version: reader.string()?,
+            hostname: reader.string()?,
+        })
+    }
+}
+
+/// Serves jobs from `input` until it ends, answering on `output`; returns the process
+/// exit status.
+pub async fn serve<R, W>(mut input: R, mut output: W) -> u8
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (results, mut outgoing) = mpsc::channel::<Frame>(64);
+    let writer = tokio::spawn(async move {
+        let hello = Frame::new(kind::HELLO, 0, Hello::ours().encode());
+        frame::write_frame(&mut output, &hello, Compression::None).await?;
+        while let Some(frame) = outgoing.recv().await {
+            frame::write_frame(&mut output, &frame, Compression::Zstd).await?;
+        }
+        std::io::Result::Ok(())
+    });
+
+    let mut cancels: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
+    let mut jobs = JoinSet::new();
+    let status = loop {
+        let frame = match frame::read_frame(&mut input).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break 0,
+            Err(err) => {
+                tracing::error!("bad frame from the client: {err}");
+                break ExitCode::ProtocolError as u8;
+            }
+        };
+        match frame.kind {
+            kind::JOB => {
+                cancels.retain(|_, cancel| !cancel.is_closed());
+                let (cancel, cancelled) = oneshot::channel();
+                cancels.insert(frame.job, cancel);
+                let results = results.clone();
+                jobs.spawn(async move {
+                    let cancelled = async {
+                        let _ = cancelled.await;
+                    };
+                    if let Some(response) = run_job(&frame.payload, cancelled).await {
+                        let payload = protocol::distcc::encode_response(Version::V1, &response);
+                        let _ = results
+                            .send(Frame::new(kind::RESULT, frame.job, payload))
+                            .await;
+                    }
+                });
+            }
+            kind::CANCEL => {
+                if let Some(cancel) = cancels.remove(&frame.job) {
+                    let _ = cancel.send(());
+                }
+            }
+            other => tracing::warn!("ignoring frame of unknown kind {other}"),
+        }
+    };
+    // The client is gone or broke the stream: nobody will read what is still running.
+    drop(cancels);
+    while jobs.join_next().await.is_some() {}
+    drop(results);
+    match writer.await {
+        Ok(Ok(())) => status,
+        _ => ExitCode::IoError as u8,
+    }
+}
+
+/// Runs one job; `None` when it was cancelled.
+async fn run_job(payload: &[u8], cancelled: impl Future<Output = ()>) -> Option<Response> {
+    let mut input = payload;
+    let request = match protocol::read_request(&mut input, &Limits::default()).await {
+        Ok(request) => request,
+        Err(err) => {
+            tracing::error!("bad request: {err}");
+            let message = format!("sshcc on {}: bad request: {err}\n", job::hostname());
+            return Some(Response::refusal(err.exit_code(), &message));
+        }
+    };
+    match job::run(&request, Allowlist::from_env(), cancelled).await {
+        job::Outcome::Finished(response) => Some(response),
+        job::Outcome::Abandoned => None,
+    }
+}
