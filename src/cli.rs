@@ -12,22 +12,36 @@ use clap::Parser;
 
 use crate::exit_code::ExitCode;
 
-/// Options of the box worker, accepted under both names `sshcc` and `distccd`.
+/// sshcc's own options (as opposed to a compiler command line). Also accepted under
+/// the name `distccd`.
 #[derive(Debug, Parser)]
 #[command(
     name = "sshcc",
     version,
     about = "Compile dispatcher for build boxes reached over SSH (distcc-compatible)",
-    after_help = "As a compiler wrapper: sshcc COMPILER ARGS... (arrives with the client)"
+    after_help = "As a compiler wrapper: sshcc COMPILER ARGS..., sshcc ARGS... (compiler cc), \
+                  or a symlink named after the compiler"
 )]
-pub struct ServerOptions {
+pub struct Options {
     /// Serve one distcc job on stdin/stdout and exit (what `ssh box sshcc --inetd` runs).
-    #[arg(long, conflicts_with = "mux")]
+    #[arg(long, group = "role")]
     pub inetd: bool,
     /// Serve many jobs over stdin/stdout until the client hangs up (what the sshcc
     /// daemon runs on each pooled SSH connection).
-    #[arg(long)]
+    #[arg(long, group = "role")]
     pub mux: bool,
+    /// Run the per-user daemon in the foreground (wrappers start it on demand).
+    #[arg(long, group = "role")]
+    pub daemon: bool,
+    /// Stop the per-user daemon.
+    #[arg(long, group = "role")]
+    pub stop: bool,
+    /// Print the host list, one entry per line, as `distcc --show-hosts` does.
+    #[arg(long, group = "role")]
+    pub show_hosts: bool,
+    /// Print the total number of job slots of all hosts, as `distcc -j` does.
+    #[arg(short = 'j', group = "role")]
+    pub slots: bool,
     /// Accepted for distcc compatibility; the allowlist applies regardless.
     #[arg(long, alias = "make-me-a-botnet")]
     pub enable_tcp_insecure: bool,
@@ -42,6 +56,26 @@ pub struct ServerOptions {
     pub log_level: Option<String>,
 }
 
+/// First arguments that make `sshcc …` an sshcc command rather than an implicit
+/// compile (`sshcc -c x.c`).
+const OWN_OPTIONS: &[&str] = &[
+    "--inetd",
+    "--mux",
+    "--daemon",
+    "--stop",
+    "--show-hosts",
+    "-j",
+    "--help",
+    "-h",
+    "--version",
+    "-V",
+    "--enable-tcp-insecure",
+    "--make-me-a-botnet",
+    "--log-file",
+    "--log-stderr",
+    "--log-level",
+];
+
 /// Runs the process for `args` (as from `std::env::args_os`).
 pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
     let invoked_as = args
@@ -49,18 +83,20 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         .and_then(|arg0| Path::new(arg0).file_name())
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let first = args.get(1).map(|arg| arg.to_string_lossy().into_owned());
-    let is_server_invocation = invoked_as == "distccd"
-        || first
-            .as_deref()
-            .is_some_and(|arg| arg.starts_with("--") || arg == "-h" || arg == "-V");
-    if !is_server_invocation {
-        eprintln!(
-            "sshcc: the compiler-wrapper mode (sshcc COMPILER ARGS...) is not implemented yet; run `sshcc --inetd` on a box"
-        );
-        return ExitCode::BadArguments.into();
+    let first = args
+        .get(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let own_option = OWN_OPTIONS
+        .iter()
+        .any(|option| first == *option || first.starts_with(&format!("{option}=")));
+    if invoked_as != "distccd" && !(invoked_as.contains("sshcc") && own_option) {
+        if let Err(err) = init_logging(None, None, "warn") {
+            eprintln!("sshcc: {err:#}");
+        }
+        return crate::wrapper::run(&args);
     }
-    let options = match ServerOptions::try_parse_from(&args) {
+    let options = match Options::try_parse_from(&args) {
         Ok(options) => options,
         Err(err) => {
             let _ = err.print();
@@ -71,7 +107,13 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
             };
         }
     };
-    if let Err(err) = init_logging(options.log_file.as_deref(), options.log_level.as_deref()) {
+    // The daemon writes to its own log file, where what it does is worth recording.
+    let default_level = if options.daemon { "info" } else { "warn" };
+    if let Err(err) = init_logging(
+        options.log_file.as_deref(),
+        options.log_level.as_deref(),
+        default_level,
+    ) {
         eprintln!("sshcc: {err:#}");
         return ExitCode::BadArguments.into();
     }
@@ -85,18 +127,27 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
             tokio::io::stdin(),
             tokio::io::stdout(),
         ))
+    } else if options.daemon {
+        run_daemon()
+    } else if options.stop {
+        stop_daemon()
+    } else if options.slots || options.show_hosts {
+        print_hosts(options.slots)
     } else {
-        eprintln!("sshcc: nothing to do; the box worker runs as `sshcc --inetd` (see --help)");
+        eprintln!("sshcc: nothing to do (see --help)");
         ExitCode::BadArguments.into()
     }
 }
 
-/// Runs a box worker on stdin/stdout and exits with its status.
-fn serve_stdio(worker: impl Future<Output = u8>) -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
+}
+
+/// Runs a box worker on stdin/stdout and exits with its status.
+fn serve_stdio(worker: impl Future<Output = u8>) -> std::process::ExitCode {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!("cannot start the async runtime: {err}");
@@ -109,9 +160,80 @@ fn serve_stdio(worker: impl Future<Output = u8>) -> std::process::ExitCode {
     std::process::exit(status.into())
 }
 
+fn run_daemon() -> std::process::ExitCode {
+    let result = crate::daemon::runtime_dir::RuntimeDir::prepare().and_then(|dir| {
+        runtime()
+            .context("cannot start the async runtime")?
+            .block_on(crate::daemon::run(dir))
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::Failure.into()
+        }
+    }
+}
+
+fn stop_daemon() -> std::process::ExitCode {
+    let stopped = crate::daemon::runtime_dir::RuntimeDir::prepare().and_then(|dir| {
+        runtime()?.block_on(async {
+            match crate::daemon::client::DaemonClient::connect(&dir).await {
+                Ok(mut client) => client.stop().await.map(|()| true),
+                Err(_) => Ok(false),
+            }
+        })
+    });
+    match stopped {
+        Ok(true) => {
+            println!("sshcc: daemon stopped");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("sshcc: no daemon running");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("sshcc: {err:#}");
+            ExitCode::Failure.into()
+        }
+    }
+}
+
+/// `sshcc -j` and `sshcc --show-hosts`, with distcc's output.
+fn print_hosts(slots: bool) -> std::process::ExitCode {
+    match crate::hosts::load(|name| std::env::var(name).ok()) {
+        Ok(Some((mut list, _))) => {
+            if list.randomize {
+                list.shuffle(u64::from(std::process::id()));
+            }
+            if slots {
+                println!("{}", list.total_slots());
+            } else {
+                print!("{}", list.show_hosts());
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "sshcc: no hosts configured (SSHCC_HOSTS, DISTCC_HOSTS, ~/.config/sshcc/hosts, ~/.distcc/hosts)"
+            );
+            ExitCode::NoHosts.into()
+        }
+        Err(err) => {
+            eprintln!("sshcc: Failed to get host list: {err}");
+            ExitCode::BadHostSpec.into()
+        }
+    }
+}
+
 /// Sets up `tracing`: `SSHCC_LOG` (an env-filter directive) wins, then `--log-level`,
-/// then `DISTCC_VERBOSE=1` (debug); the default shows warnings and errors.
-fn init_logging(log_file: Option<&Path>, log_level: Option<&str>) -> anyhow::Result<()> {
+/// then `DISTCC_VERBOSE=1` (debug), then `default_level`.
+fn init_logging(
+    log_file: Option<&Path>,
+    log_level: Option<&str>,
+    default_level: &str,
+) -> anyhow::Result<()> {
     let directive = match (std::env::var("SSHCC_LOG").ok(), log_level) {
         (Some(directive), _) => directive,
         (None, Some(level)) => match level {
@@ -125,7 +247,7 @@ fn init_logging(log_file: Option<&Path>, log_level: Option<&str>) -> anyhow::Res
         (None, None) if std::env::var("DISTCC_VERBOSE").as_deref() == Ok("1") => {
             "debug".to_string()
         }
-        (None, None) => "warn".to_string(),
+        (None, None) => default_level.to_string(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .with_context(|| format!("bad log filter {directive:?}"))?;
@@ -144,11 +266,30 @@ fn init_logging(log_file: Option<&Path>, log_level: Option<&str>) -> anyhow::Res
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => builder
-            .without_time()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .init(),
+        None => match uncached_error_file() {
+            // ccache caches the compiler's stderr; messages about sshcc itself must not
+            // be replayed on later cache hits, so they go where ccache says.
+            Some(file) => builder
+                .without_time()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init(),
+            None => builder
+                .without_time()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .init(),
+        },
     }
     Ok(())
+}
+
+/// ccache's `UNCACHED_ERR_FD`, as a file of our own.
+fn uncached_error_file() -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let fd: i32 = std::env::var("UNCACHED_ERR_FD").ok()?.trim().parse().ok()?;
+    // SAFETY: dup(2) on a number is harmless; a negative result means it was not open.
+    let duplicate = unsafe { libc::dup(fd) };
+    // SAFETY: `duplicate` is a descriptor we just created and own exclusively.
+    (duplicate >= 0).then(|| unsafe { std::fs::File::from_raw_fd(duplicate) })
 }

@@ -13,8 +13,13 @@
 
 pub mod cli;
 pub mod compiler;
+pub mod daemon;
+pub mod dispatch;
 pub mod exit_code;
+pub mod hosts;
 pub mod mux;
 pub mod protocol;
 pub mod server;
+pub mod ssh;
 pub mod throwaway_box;
+pub mod wrapper;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{compile_locally, project_copy, sshcc, write_script};
 use sshcc::mux::client::MuxClient;
-use sshcc::protocol::{Request, Version};
+use sshcc::protocol::{JobContext, Request, Version};
 use tokio::process::{Child, Command};
 
 fn spawn_worker(cmdlist: &std::path::Path, tmp: &std::path::Path) -> Child {
@@ -85,7 +85,10 @@ async fn forty_concurrent_jobs_over_one_stream_match_local_objects() {
             let expected = std::fs::read(dir.join(&local)).unwrap();
             let client = client.clone();
             jobs.push(tokio::spawn(async move {
-                let response = client.run(&request).await.expect("job");
+                let response = client
+                    .run(&request, &JobContext::default())
+                    .await
+                    .expect("job");
                 assert_eq!(
                     response.status,
                     0,
@@ -139,7 +142,11 @@ async fn a_dropped_job_is_cancelled_on_the_box() {
         source: b"int x;\n".to_vec(),
     };
     let started = Instant::now();
-    let outcome = tokio::time::timeout(Duration::from_secs(2), client.run(&slow_job)).await;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.run(&slow_job, &JobContext::default()),
+    )
+    .await;
     assert!(outcome.is_err(), "the slow job must still be running");
     assert!(marker.exists());
     // The link still works, and the cancelled job's directory disappears.
@@ -148,7 +155,14 @@ async fn a_dropped_job_is_cancelled_on_the_box() {
         argv: ["gcc", "-c", "y.c", "-o", "y.o"].map(String::from).to_vec(),
         source: b"int y;\n".to_vec(),
     };
-    assert_eq!(client.run(&quick).await.unwrap().status, 0);
+    assert_eq!(
+        client
+            .run(&quick, &JobContext::default())
+            .await
+            .unwrap()
+            .status,
+        0
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::fs::read_dir(tmp.path()).unwrap().count() > 0 {
         assert!(

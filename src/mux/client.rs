@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::frame::{self, Compression, Frame};
 use super::kind;
 use super::server::Hello;
-use crate::protocol::{self, Limits, Request, Response, Version};
+use crate::protocol::{self, JobContext, Limits, Request, Response, Version};
 
 /// Why a job did not get an answer over the link.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +135,7 @@ impl MuxClient {
 
     /// Sends one job and waits for its answer. Dropping the future cancels the job on the
     /// box (its compiler is killed).
-    pub async fn run(&self, request: &Request) -> Result<Response, MuxError> {
+    pub async fn run(&self, request: &Request, context: &JobContext) -> Result<Response, MuxError> {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         self.pending
@@ -147,10 +147,7 @@ impl MuxClient {
             job,
             armed: true,
         };
-        let payload = protocol::distcc::encode_request(&Request {
-            version: Version::V1,
-            ..request.clone()
-        });
+        let payload = protocol::job::encode_job(request, context);
         if self
             .outgoing
             .send(Frame::new(kind::JOB, job, payload))

@@ -125,16 +125,15 @@ where
 
 /// Runs one job; `None` when it was cancelled.
 async fn run_job(payload: &[u8], cancelled: impl Future<Output = ()>) -> Option<Response> {
-    let mut input = payload;
-    let request = match protocol::read_request(&mut input, &Limits::default()).await {
-        Ok(request) => request,
+    let (request, context) = match protocol::job::decode_job(payload, &Limits::default()).await {
+        Ok(decoded) => decoded,
         Err(err) => {
             tracing::error!("bad request: {err}");
             let message = format!("sshcc on {}: bad request: {err}\n", job::hostname());
             return Some(Response::refusal(err.exit_code(), &message));
         }
     };
-    match job::run(&request, Allowlist::from_env(), cancelled).await {
+    match job::run(&request, &context, Allowlist::from_env(), cancelled).await {
         job::Outcome::Finished(response) => Some(response),
         job::Outcome::Abandoned => None,
     }

@@ -5,10 +5,12 @@
 //! code serves an SSH session's stdio, a TCP socket or an in-memory duplex in tests.
 
 pub mod distcc;
+pub mod job;
 pub mod lzo;
 pub mod packet;
 
 pub use distcc::{
     Request, Response, Version, read_request, read_response, write_request, write_response,
 };
+pub use job::{JobContext, SideFile};
 pub use packet::{Limits, ProtocolError};

@@ -15,7 +15,7 @@ use super::allowlist::Allowlist;
 use super::argument_policy;
 use crate::compiler::source;
 use crate::exit_code::ExitCode;
-use crate::protocol::{Request, Response};
+use crate::protocol::{JobContext, Request, Response, SideFile};
 
 /// Environment variables that would make the compiler look for programs, headers or
 /// libraries, or write dependency files, somewhere the request did not name.
@@ -43,9 +43,13 @@ pub enum Outcome {
     Abandoned,
 }
 
+/// Deepest `../` a side file may climb from the compile's working directory.
+const MAX_SIDE_FILE_DEPTH: usize = 16;
+
 /// Runs `request` to completion unless `cancelled` resolves first.
 pub async fn run(
     request: &Request,
+    context: &JobContext,
     allowlist: Result<Allowlist, super::allowlist::AllowlistError>,
     cancelled: impl Future<Output = ()>,
 ) -> Outcome {
@@ -64,14 +68,15 @@ pub async fn run(
             return refuse(ExitCode::IoError, &message);
         }
     };
-    run_in(request, &compiler, job_dir.path(), cancelled).await
+    run_in(request, context, &compiler, job_dir.path(), cancelled).await
     // `job_dir` is dropped here, removing every file the job made.
 }
 
 async fn run_in(
     request: &Request,
+    context: &JobContext,
     compiler: &str,
-    dir: &Path,
+    job_dir: &Path,
     cancelled: impl Future<Output = ()>,
 ) -> Outcome {
     let scan = match crate::compiler::args::scan(&request.argv) {
@@ -92,6 +97,16 @@ async fn run_in(
         Ok(command) => command,
         Err(refusal) => return refuse(ExitCode::BadArguments, &refusal.to_string()),
     };
+    let dir = match place_side_files(job_dir, &context.files, &[&input_file, &output_file]).await {
+        Ok(dir) => dir,
+        Err(err) => {
+            return refuse(
+                ExitCode::IoError,
+                &format!("cannot write the job's files: {err}"),
+            );
+        }
+    };
+    let dir = dir.as_path();
     if let Err(err) = tokio::fs::write(dir.join(&input_file), &request.source).await {
         return refuse(
             ExitCode::IoError,
@@ -111,6 +126,7 @@ async fn run_in(
     for name in SCRUBBED_ENVIRONMENT {
         child.env_remove(name);
     }
+    child.envs(context.env.iter().map(|(name, value)| (name, value)));
     tracing::debug!(compiler, args = ?command.args, "running compiler");
     let child = match child.spawn() {
         Ok(child) => child,
@@ -157,6 +173,59 @@ async fn run_in(
         }
     }
     Outcome::Finished(response)
+}
+
+/// Writes the client's source files into the job directory so that diagnostics can
+/// quote source lines, and returns the directory to compile in: nested deep enough that
+/// every `../` in their paths stays inside the job directory. Absolute paths, paths
+/// climbing too far and names clashing with the job's own files are skipped.
+async fn place_side_files(
+    job_dir: &Path,
+    files: &[SideFile],
+    reserved: &[&str],
+) -> std::io::Result<std::path::PathBuf> {
+    let placed: Vec<(std::path::PathBuf, usize, &SideFile)> = files
+        .iter()
+        .filter_map(|file| normalise(&file.path).map(|(path, up)| (path, up, file)))
+        .filter(|(path, up, _)| {
+            *up <= MAX_SIDE_FILE_DEPTH
+                && !(*up == 0 && reserved.iter().any(|r| path == Path::new(r)))
+        })
+        .collect();
+    let depth = placed.iter().map(|(_, up, _)| *up).max().unwrap_or(0);
+    let nested = |levels: usize| (0..levels).fold(job_dir.to_path_buf(), |dir, _| dir.join("w"));
+    let work_dir = nested(depth);
+    tokio::fs::create_dir_all(&work_dir).await?;
+    for (path, up, file) in placed {
+        // `up` levels above the working directory is still inside the job directory.
+        let target = nested(depth - up).join(path);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&target, &file.contents).await?;
+    }
+    Ok(work_dir)
+}
+
+/// Lexically normalises a relative path: the path below its leading `..`s and how
+/// many there are; `None` for an absolute or empty path.
+fn normalise(path: &str) -> Option<(std::path::PathBuf, usize)> {
+    use std::path::Component;
+    let mut up = 0;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => parts.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    up += 1;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| (parts.iter().collect(), up))
 }
 
 fn refuse(exit: ExitCode, message: &str) -> Outcome {

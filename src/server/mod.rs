@@ -37,7 +37,15 @@ where
     };
     tracing::debug!(argv = ?request.argv, version = request.version.number(), "request");
     let allowlist = allowlist::Allowlist::from_env();
-    match job::run(&request, allowlist, client_gone_or_signalled(&mut input)).await {
+    let context = crate::protocol::JobContext::default();
+    match job::run(
+        &request,
+        &context,
+        allowlist,
+        client_gone_or_signalled(&mut input),
+    )
+    .await
+    {
         job::Outcome::Finished(response) => answer(&mut output, request.version, &response).await,
         job::Outcome::Abandoned => {
             tracing::warn!("client went away; compiler killed");

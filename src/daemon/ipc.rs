@@ -1,0 +1,143 @@
+//! Messages between a wrapper and the daemon, carried in [`crate::mux::frame`] frames
+//! over the daemon's Unix socket.
+//!
+//! One wrapper connection serves one compile: ACQUIRE (maybe again after a host
+//! failed) → ASSIGNED, then JOB → RESULT or FAILED. The slot is held until the next
+//! ACQUIRE or the connection closes, so a wrapper killed by Ctrl-C frees it and cancels
+//! its job on the box.
+
+use std::path::PathBuf;
+
+use crate::dispatch::link::Flavour;
+use crate::mux::wire::{WireError, WireReader, WireWriter};
+
+/// Frame kinds on the daemon socket.
+pub mod kind {
+    pub const ACQUIRE: u8 = 16;
+    pub const ASSIGNED: u8 = 17;
+    pub const JOB: u8 = 18;
+    pub const RESULT: u8 = 19;
+    /// Daemon → wrapper: the host failed this job (payload: why).
+    pub const FAILED: u8 = 20;
+    /// Wrapper → daemon: the box refused the job; back it off.
+    pub const REFUSED: u8 = 21;
+    pub const STOP: u8 = 22;
+    pub const STOPPING: u8 = 23;
+}
+
+/// A wrapper's request for a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquire {
+    /// Host entries in the order to use them (already shuffled for `--randomize`).
+    pub hosts: Vec<String>,
+    pub ssh_config: Option<PathBuf>,
+    pub backoff_secs: u32,
+    pub io_timeout_secs: u32,
+    /// Entries that already failed this job.
+    pub excluded: Vec<String>,
+}
+
+impl Acquire {
+    pub fn encode(&self) -> Vec<u8> {
+        WireWriter::new()
+            .strings(&self.hosts)
+            .str(
+                &self
+                    .ssh_config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+            .u32(self.backoff_secs)
+            .u32(self.io_timeout_secs)
+            .strings(&self.excluded)
+            .finish()
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut reader = WireReader::new(payload);
+        Ok(Acquire {
+            hosts: reader.strings()?,
+            ssh_config: Some(reader.string()?)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            backoff_secs: reader.u32()?,
+            io_timeout_secs: reader.u32()?,
+            excluded: reader.strings()?,
+        })
+    }
+}
+
+/// The daemon's answer to [`Acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assigned {
+    Remote { host: String, flavour: Flavour },
+    Local { host: String },
+    NoHosts(String),
+}
+
+impl Assigned {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Assigned::Remote { host, flavour } => WireWriter::new()
+                .u8(0)
+                .str(host)
+                .u8(match flavour {
+                    Flavour::Sshcc => 0,
+                    Flavour::Distccd => 1,
+                })
+                .finish(),
+            Assigned::Local { host } => WireWriter::new().u8(1).str(host).finish(),
+            Assigned::NoHosts(why) => WireWriter::new().u8(2).str(why).finish(),
+        }
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut reader = WireReader::new(payload);
+        match reader.u8()? {
+            0 => {
+                let host = reader.string()?;
+                let flavour = match reader.u8()? {
+                    0 => Flavour::Sshcc,
+                    1 => Flavour::Distccd,
+                    _ => return Err(WireError("unknown flavour")),
+                };
+                Ok(Assigned::Remote { host, flavour })
+            }
+            1 => Ok(Assigned::Local {
+                host: reader.string()?,
+            }),
+            2 => Ok(Assigned::NoHosts(reader.string()?)),
+            _ => Err(WireError("unknown assignment")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let acquire = Acquire {
+            hosts: vec!["@box/8".into(), "localhost/2".into()],
+            ssh_config: Some("/tmp/cfg".into()),
+            backoff_secs: 60,
+            io_timeout_secs: 300,
+            excluded: vec!["@box/8".into()],
+        };
+        assert_eq!(Acquire::decode(&acquire.encode()).unwrap(), acquire);
+        for assigned in [
+            Assigned::Remote {
+                host: "@b".into(),
+                flavour: Flavour::Distccd,
+            },
+            Assigned::Local {
+                host: "localhost".into(),
+            },
+            Assigned::NoHosts("none".into()),
+        ] {
+            assert_eq!(Assigned::decode(&assigned.encode()).unwrap(), assigned);
+        }
+    }
+}

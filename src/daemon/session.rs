@@ -1,0 +1,101 @@
+//! One wrapper's compile as the dispatcher sees it: the slot it holds and the job it
+//! runs. The daemon drives a `Session` per wrapper connection; with `SSHCC_NO_DAEMON=1`
+//! the wrapper drives one itself, in-process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ipc::{Acquire, Assigned};
+use crate::dispatch::{Assignment, Dispatcher, LocalSlot, RemoteSlot, Route};
+use crate::hosts;
+use crate::protocol::{JobContext, Request, Response};
+
+#[derive(Debug)]
+enum Held {
+    Remote(RemoteSlot),
+    /// Held only so the slot stays taken while the wrapper compiles locally.
+    Local {
+        _slot: LocalSlot,
+    },
+}
+
+/// A wrapper's slot and settings.
+#[derive(Debug)]
+pub struct Session {
+    dispatcher: Arc<Dispatcher>,
+    held: Option<Held>,
+    backoff: Duration,
+    io_timeout: Duration,
+}
+
+impl Session {
+    pub fn new(dispatcher: Arc<Dispatcher>) -> Self {
+        Session {
+            dispatcher,
+            held: None,
+            backoff: Duration::from_secs(60),
+            io_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// Releases any slot held, then waits for a new one.
+    pub async fn acquire(&mut self, request: &Acquire) -> Assigned {
+        self.held = None;
+        self.backoff = Duration::from_secs(request.backoff_secs.into());
+        self.io_timeout = Duration::from_secs(request.io_timeout_secs.into());
+        let specs = match hosts::parse(&request.hosts.join("\n")) {
+            Ok(list) => list.hosts,
+            Err(err) => return Assigned::NoHosts(format!("bad host list: {err}")),
+        };
+        let route = Route {
+            hosts: specs,
+            ssh_config: request.ssh_config.clone(),
+            backoff: self.backoff,
+            excluded: request.excluded.clone(),
+        };
+        match self.dispatcher.acquire(&route).await {
+            Assignment::Remote(slot) => {
+                let assigned = Assigned::Remote {
+                    host: slot.host().to_string(),
+                    flavour: slot.flavour(),
+                };
+                self.held = Some(Held::Remote(slot));
+                assigned
+            }
+            Assignment::Local(slot) => {
+                self.held = Some(Held::Local { _slot: slot });
+                Assigned::Local {
+                    host: "localhost".to_string(),
+                }
+            }
+            Assignment::NoHosts(why) => Assigned::NoHosts(why),
+        }
+    }
+
+    /// Runs `request` on the held remote slot. `Err` means the host failed (it is backed
+    /// off and the slot released); a compile error is an `Ok` response.
+    pub async fn run(
+        &mut self,
+        request: &Request,
+        context: &JobContext,
+    ) -> Result<Response, String> {
+        let Some(Held::Remote(slot)) = &self.held else {
+            return Err("no remote slot is held for this job".to_string());
+        };
+        match slot.run(request, context, self.io_timeout).await {
+            Ok(response) => Ok(response),
+            Err(err) => {
+                slot.mark_failed(self.backoff);
+                self.held = None;
+                Err(err.to_string())
+            }
+        }
+    }
+
+    /// The box refused the job (allowlist, arguments): avoid it for the backoff period.
+    pub fn refused(&mut self) {
+        if let Some(Held::Remote(slot)) = self.held.take() {
+            slot.mark_failed(self.backoff);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! One pooled connection to a box, and how jobs travel on it.
+//!
+//! When the box runs sshcc, one long-lived `sshcc --mux` channel carries every job (no
+//! per-job channel, process or shell; clear of sshd's `MaxSessions`). When the host's
+//! command is a stock distccd (it rejects `--mux`), each job gets its own exec channel
+//! running `distccd --inetd` on the same connection, capped per connection and retried
+//! when sshd refuses a session.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use russh::ChannelMsg;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use crate::mux::client::{MuxClient, MuxError};
+use crate::protocol::{self, JobContext, Limits, Request, Response, Version};
+use crate::ssh::config::SshTarget;
+use crate::ssh::connection::SshConnection;
+
+/// How long a box may take to greet: covers a cold login shell on a slow box.
+const GREETING_TIMEOUT: Duration = Duration::from_secs(20);
+/// sshd's default `MaxSessions` is 10 and frees a slot only after it reaps the closed
+/// channel, so stay below it and retry refusals.
+const EXEC_CHANNELS_PER_CONNECTION: usize = 8;
+const CHANNEL_OPEN_RETRIES: u32 = 25;
+/// The last bytes of the box worker's stderr kept for error messages.
+const STDERR_TAIL: usize = 4096;
+
+/// What runs on the far end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// `sshcc --mux`: multiplexed, and it understands `-fdirectives-only` input.
+    Sshcc,
+    /// A stock distccd: one `--inetd` exec channel per job, classic `-E` input.
+    Distccd,
+}
+
+/// Why a job got no answer from the box (as opposed to a compile error, which is an
+/// answer).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkError(pub String);
+
+/// A connection to one box and the way jobs use it.
+#[derive(Debug)]
+pub struct HostLink {
+    ssh: SshConnection,
+    transport: Transport,
+}
+
+#[derive(Debug)]
+enum Transport {
+    Mux(MuxClient),
+    Distccd {
+        command: String,
+        channels: Semaphore,
+    },
+}
+
+impl HostLink {
+    /// Connects to `target` and starts `command --mux`; falls back to distccd's per-job
+    /// mode when the command does not speak it.
+    pub async fn open(target: &SshTarget, command: &str) -> anyhow::Result<Self> {
+        let ssh = SshConnection::connect(target).await?;
+        let channel = ssh
+            .exec(&format!("{command} --mux"))
+            .await
+            .with_context(|| format!("cannot start `{command} --mux` on {}", ssh.label()))?;
+        let (mut from_box, to_box) = channel.split();
+        let (pipe_writer, pipe_reader) = tokio::io::duplex(1 << 20);
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let exit_status = Arc::new(Mutex::new(None));
+        {
+            let (stderr_tail, exit_status) = (stderr_tail.clone(), exit_status.clone());
+            // Drain the channel continuously: an unread russh channel stalls the whole
+            // connection.
+            tokio::spawn(async move {
+                let mut pipe_writer = Some(pipe_writer);
+                while let Some(message) = from_box.wait().await {
+                    match message {
+                        ChannelMsg::Data { data } => {
+                            if let Some(writer) = pipe_writer.as_mut()
+                                && writer.write_all(&data).await.is_err()
+                            {
+                                pipe_writer = None;
+                            }
+                        }
+                        ChannelMsg::ExtendedData { data, .. } => {
+                            let text = String::from_utf8_lossy(&data);
+                            for line in text.lines() {
+                                tracing::info!(target: "sshcc::box", "{line}");
+                            }
+                            let mut tail = stderr_tail.lock().expect("stderr lock");
+                            tail.extend_from_slice(&data);
+                            let excess = tail.len().saturating_sub(STDERR_TAIL);
+                            tail.drain(..excess);
+                        }
+                        ChannelMsg::ExitStatus {
+                            exit_status: status,
+                        } => {
+                            *exit_status.lock().expect("status lock") = Some(status);
+                        }
+                        ChannelMsg::Eof => pipe_writer = None,
+                        _ => {}
+                    }
+                }
+            });
+        }
+        match MuxClient::handshake(pipe_reader, to_box.make_writer(), GREETING_TIMEOUT).await {
+            Ok(client) => {
+                tracing::info!(
+                    "{}: sshcc {} on {}",
+                    ssh.label(),
+                    client.hello().version,
+                    client.hello().hostname
+                );
+                Ok(HostLink {
+                    ssh,
+                    transport: Transport::Mux(client),
+                })
+            }
+            Err(err) => {
+                // Give the exit status and stderr a moment to arrive after the stream ended.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let stderr = String::from_utf8_lossy(&stderr_tail.lock().expect("stderr lock"))
+                    .trim()
+                    .to_string();
+                let status = *exit_status.lock().expect("status lock");
+                if status == Some(127) || stderr.contains("not found") {
+                    bail!(
+                        "`{command}` is not installed on {} (or not on the login PATH): {stderr}",
+                        ssh.label()
+                    );
+                }
+                tracing::info!(
+                    "{}: `{command} --mux` failed ({err}; exit {status:?}; {stderr}); using one distccd channel per job",
+                    ssh.label()
+                );
+                Ok(HostLink {
+                    ssh,
+                    transport: Transport::Distccd {
+                        command: command.to_string(),
+                        channels: Semaphore::new(EXEC_CHANNELS_PER_CONNECTION),
+                    },
+                })
+            }
+        }
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        match self.transport {
+            Transport::Mux(_) => Flavour::Sshcc,
+            Transport::Distccd { .. } => Flavour::Distccd,
+        }
+    }
+
+    /// Whether the connection or its worker is gone (then the pool opens a new one).
+    pub fn is_closed(&self) -> bool {
+        self.ssh.is_closed()
+            || match &self.transport {
+                Transport::Mux(client) => client.is_closed(),
+                Transport::Distccd { .. } => false,
+            }
+    }
+
+    pub fn label(&self) -> &str {
+        self.ssh.label()
+    }
+
+    /// Runs one job. `lzo` selects distcc protocol 2 towards a stock distccd.
+    pub async fn run(
+        &self,
+        request: &Request,
+        context: &JobContext,
+        lzo: bool,
+    ) -> Result<Response, LinkError> {
+        match &self.transport {
+            Transport::Mux(client) => client.run(request, context).await.map_err(|err| match err {
+                MuxError::Lost => LinkError(format!("lost the connection to {}", self.label())),
+                other => LinkError(format!("{}: {other}", self.label())),
+            }),
+            Transport::Distccd { command, channels } => {
+                let _permit = channels.acquire().await.expect("semaphore never closed");
+                let version = if lzo { Version::V2 } else { Version::V1 };
+                self.run_inetd(
+                    command,
+                    &Request {
+                        version,
+                        ..request.clone()
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn run_inetd(&self, command: &str, request: &Request) -> Result<Response, LinkError> {
+        let remote = format!("{command} --inetd --enable-tcp-insecure");
+        let mut attempt = 0;
+        let channel = loop {
+            match self.ssh.exec(&remote).await {
+                Ok(channel) => break channel,
+                // sshd refuses sessions beyond MaxSessions until it reaps closed ones.
+                Err(russh::Error::ChannelOpenFailure(_)) if attempt < CHANNEL_OPEN_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(2u64 << attempt.min(6))).await;
+                }
+                Err(err) => {
+                    return Err(LinkError(format!(
+                        "{}: cannot start `{remote}`: {err}",
+                        self.label()
+                    )));
+                }
+            }
+        };
+        let (mut from_box, to_box) = channel.split();
+        let bytes = protocol::distcc::encode_request(request);
+        // distccd kills the job on EOF, so send no EOF; read while writing so neither
+        // side's window fills up.
+        let send = async { to_box.data(&bytes[..]).await };
+        let receive = async {
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            while let Some(message) = from_box.wait().await {
+                match message {
+                    ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
+                    ChannelMsg::Eof | ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            (stdout, stderr)
+        };
+        let (sent, (stdout, stderr)) = tokio::join!(send, receive);
+        let _ = to_box.close().await;
+        if let Err(err) = sent {
+            return Err(LinkError(format!(
+                "{}: sending the job failed: {err}",
+                self.label()
+            )));
+        }
+        let mut input = &stdout[..];
+        protocol::read_response(&mut input, request.version, &Limits::default())
+            .await
+            .map_err(|err| {
+                LinkError(format!(
+                    "{}: `{remote}` gave no valid answer ({err}){}",
+                    self.label(),
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", String::from_utf8_lossy(&stderr).trim())
+                    }
+                ))
+            })
+    }
+}

@@ -1,0 +1,869 @@
+//! Host-key trust decisions from OpenSSH `known_hosts` files, with OpenSSH's rules.
+//!
+//! russh ships a known_hosts helper, but it ignores `@revoked` (it accepts a revoked
+//! key), knows no `*`/`?`/`!` patterns, splits fields on single spaces only and aborts
+//! on the first unparseable line (russh research notes, gotcha 5). This module
+//! re-implements the parts of OpenSSH's `hostfile.c`/`match.c` that decide whether a
+//! server's host key is trusted:
+//!
+//! * Fields are separated by runs of spaces and tabs; blank lines and lines whose first
+//!   non-blank character is `#` are skipped, and so is (with a `tracing::debug!`) any
+//!   line that does not parse — one bad line never makes a whole file unusable.
+//! * An optional marker: `@revoked` (this key must never be trusted for the matching
+//!   hosts) or `@cert-authority` (a CA key for host certificates; it never makes a
+//!   plain host key trusted).
+//! * The host field is either a comma-separated pattern list (`*` and `?` wildcards,
+//!   `!` negation which vetoes the whole line, `[host]:port` for non-standard ports —
+//!   the brackets are matched literally, so wildcards work inside them too), matched
+//!   case-insensitively, or one hashed entry `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`.
+//! * Hosts are looked up as `name` on port 22 and as `[name]:port` otherwise, and if
+//!   that finds nothing, OpenSSH (and so we) accept a key recorded for the bare `name`.
+//! * Any recorded key for the host other than the presented one means "changed", even
+//!   of another algorithm, exactly as OpenSSH 9.2 decides; see [`KnownHosts::verify`].
+//!
+//! [`learn`] appends a line for `StrictHostKeyChecking accept-new`, under an exclusive
+//! `flock` so that concurrent sshcc processes cannot interleave or duplicate lines.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::ssh_encoding::base64::{Base64, Encoding};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
+use sha1::Sha1;
+
+/// What the known_hosts files say about a host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A plain (non-marker) line for this host has exactly this key.
+    Trusted,
+    /// No key is on record for this host.
+    Unknown,
+    /// The host has different keys on record (of this or, like OpenSSH, of another
+    /// algorithm): possible man-in-the-middle, or a reinstalled host. `path`/`line`
+    /// (1-based, counting comments and blank lines) is the first such line with the
+    /// same algorithm, else the first such line. (OpenSSH names the last one.)
+    Changed { path: PathBuf, line: usize },
+    /// The key is marked `@revoked` for this host (first such line). Wins over any
+    /// line that would trust it.
+    Revoked { path: PathBuf, line: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Plain,
+    CertAuthority,
+    Revoked,
+}
+
+#[derive(Debug, Clone)]
+enum Hosts {
+    /// `|1|salt|hmac`: the whole field, plus the decoded salt.
+    Hashed { field: String, salt: Vec<u8> },
+    /// A comma-separated pattern list, lowercased.
+    Patterns(String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Index into [`KnownHosts::files`].
+    file: usize,
+    /// 1-based physical line number.
+    line: usize,
+    marker: Marker,
+    hosts: Hosts,
+    key: PublicKey,
+}
+
+/// The parsed contents of one or more known_hosts files.
+#[derive(Debug, Clone, Default)]
+pub struct KnownHosts {
+    files: Vec<PathBuf>,
+    entries: Vec<Entry>,
+}
+
+impl KnownHosts {
+    /// Reads `files` in order (typically the user files, then the global ones).
+    /// Missing or unreadable files and unparseable lines are skipped with a
+    /// `tracing::debug!`, never an error: OpenSSH behaves the same way.
+    pub fn load(files: &[PathBuf]) -> KnownHosts {
+        let mut known = KnownHosts::default();
+        for path in files {
+            match fs::read(path) {
+                Ok(bytes) => known.add_text(path, &String::from_utf8_lossy(&bytes)),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::debug!(path = %path.display(), "known_hosts file does not exist");
+                }
+                Err(err) => {
+                    tracing::debug!(path = %path.display(), %err, "cannot read known_hosts file; skipping it");
+                }
+            }
+        }
+        known
+    }
+
+    fn add_text(&mut self, path: &Path, text: &str) {
+        let file = self.files.len();
+        self.files.push(path.to_path_buf());
+        for (index, line) in text.split('\n').enumerate() {
+            match parse_line(line) {
+                Ok(None) => {}
+                Ok(Some((marker, hosts, key))) => self.entries.push(Entry {
+                    file,
+                    line: index + 1,
+                    marker,
+                    hosts,
+                    key,
+                }),
+                Err(reason) => tracing::debug!(
+                    path = %path.display(),
+                    line = index + 1,
+                    reason,
+                    "skipping unparseable known_hosts line"
+                ),
+            }
+        }
+    }
+
+    /// Decides whether `key`, presented by the server, is trusted for `name` (the
+    /// `HostKeyAlias` or hostname) on `port`, like OpenSSH 9.2's `check_host_key`:
+    ///
+    /// 1. Look the host up as `name` for port 22 and `[name]:port` otherwise. A matching
+    ///    `@revoked` line with this key → [`Revoked`](Verdict::Revoked); else a
+    ///    matching plain line with this key → [`Trusted`](Verdict::Trusted); else any
+    ///    matching plain line with another key → [`Changed`](Verdict::Changed) — *also
+    ///    when that key is of another algorithm*: OpenSSH then reports "REMOTE HOST
+    ///    IDENTIFICATION HAS CHANGED" too (and refuses even with accept-new), which stops
+    ///    a man in the middle from downgrading to an algorithm we have no key for.
+    ///    The line named is the first one with the same algorithm, else the first one.
+    /// 2. Only if that found nothing and `port` is not 22: look the host up again under
+    ///    the bare `name`, like OpenSSH does ("found matching key w/out port"), where
+    ///    only a trusting (or revoking) line counts; a different key there is ignored.
+    ///
+    /// OpenSSH uses a `HostKeyAlias` without port and without the second step; pass
+    /// [`SshTarget::host_key_port`](super::config::SshTarget::host_key_port), which is
+    /// 22 when an alias is set.
+    pub fn verify(&self, name: &str, port: u16, key: &PublicKey) -> Verdict {
+        let verdict = self.verify_as(&lookup_name(name, port), key);
+        if verdict != Verdict::Unknown || port == 22 || port == 0 {
+            return verdict;
+        }
+        match self.verify_as(&lookup_name(name, 22), key) {
+            // OpenSSH prints its revocation warning here but then carries on as if the
+            // key were unknown (and would learn it with accept-new); we refuse it.
+            v @ (Verdict::Trusted | Verdict::Revoked { .. }) => v,
+            Verdict::Changed { .. } | Verdict::Unknown => Verdict::Unknown,
+        }
+    }
+
+    fn verify_as(&self, lookup: &str, key: &PublicKey) -> Verdict {
+        let matching: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.hosts.matches(lookup))
+            .collect();
+        let location = |e: &Entry| (self.files[e.file].clone(), e.line);
+
+        if let Some(e) = matching
+            .iter()
+            .find(|e| e.marker == Marker::Revoked && same_key(&e.key, key))
+        {
+            let (path, line) = location(e);
+            return Verdict::Revoked { path, line };
+        }
+        let plain = || matching.iter().filter(|e| e.marker == Marker::Plain);
+        if plain().any(|e| same_key(&e.key, key)) {
+            return Verdict::Trusted;
+        }
+        let offending = plain()
+            .find(|e| e.key.algorithm() == key.algorithm())
+            .or_else(|| plain().next());
+        if let Some(e) = offending {
+            let (path, line) = location(e);
+            return Verdict::Changed { path, line };
+        }
+        Verdict::Unknown
+    }
+
+    /// Host-key algorithms already on record (plain lines) for `name`/`port`, in file
+    /// order without duplicates, to put first in the key-exchange preferences so the
+    /// server presents a key we can check (OpenSSH does the same). For a port other
+    /// than 22 the algorithms recorded under the bare `name` follow (the fallback of
+    /// [`verify`](Self::verify)). An RSA key yields `rsa-sha2-512` and `rsa-sha2-256`
+    /// (not SHA-1 `ssh-rsa`, which OpenSSH ≥ 8.8 servers refuse).
+    pub fn known_algorithms(&self, name: &str, port: u16) -> Vec<Algorithm> {
+        let mut lookups = vec![lookup_name(name, port)];
+        if port != 22 && port != 0 {
+            lookups.push(lookup_name(name, 22));
+        }
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for lookup in &lookups {
+            for e in &self.entries {
+                if e.marker != Marker::Plain || !e.hosts.matches(lookup) {
+                    continue;
+                }
+                let found = match e.key.algorithm() {
+                    Algorithm::Rsa { .. } => vec![
+                        Algorithm::Rsa {
+                            hash: Some(HashAlg::Sha512),
+                        },
+                        Algorithm::Rsa {
+                            hash: Some(HashAlg::Sha256),
+                        },
+                    ],
+                    other => vec![other],
+                };
+                for algorithm in found {
+                    if !algorithms.contains(&algorithm) {
+                        algorithms.push(algorithm);
+                    }
+                }
+            }
+        }
+        algorithms
+    }
+}
+
+/// For `StrictHostKeyChecking accept-new`: records `key` for `name`/`port` at the end of
+/// `file` (creating the parent directory with mode 0700 and the file with 0600 if
+/// needed), hashed (`|1|salt|hmac`) when `hash` is true, like OpenSSH's
+/// `HashKnownHosts`.
+///
+/// The whole read-check-append runs under an exclusive `flock` on the file, so
+/// concurrent sshcc processes neither interleave lines nor add the same key twice: if
+/// the file already trusts `key` for this host by then, nothing is written. If it
+/// meanwhile holds a *different* key of the same algorithm for the host, or the key is
+/// revoked there, this fails instead of adding a conflicting line.
+pub fn learn(file: &Path, name: &str, port: u16, key: &PublicKey, hash: bool) -> Result<()> {
+    if let Some(parent) = file.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("opening {}", file.display()))?;
+    f.lock()
+        .with_context(|| format!("locking {}", file.display()))?;
+    // The lock is released when `f` is closed.
+    learn_locked(&mut f, file, name, port, key, hash)
+}
+
+fn learn_locked(
+    f: &mut File,
+    file: &Path,
+    name: &str,
+    port: u16,
+    key: &PublicKey,
+    hash: bool,
+) -> Result<()> {
+    let mut existing = Vec::new();
+    f.read_to_end(&mut existing)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let mut current = KnownHosts::default();
+    current.add_text(file, &String::from_utf8_lossy(&existing));
+    let lookup = lookup_name(name, port);
+    match current.verify(name, port, key) {
+        Verdict::Trusted => return Ok(()),
+        Verdict::Unknown => {}
+        Verdict::Changed { line, .. } => bail!(
+            "not adding a host key for {lookup} to {}: line {line} there already holds a different {} key for it",
+            file.display(),
+            key.algorithm().as_str()
+        ),
+        Verdict::Revoked { line, .. } => bail!(
+            "not adding a host key for {lookup} to {}: line {line} there marks it @revoked",
+            file.display()
+        ),
+    }
+
+    let host_field = if hash {
+        hash_host(&lookup, &random_salt()?)
+    } else {
+        lookup.clone()
+    };
+    let plain_key = PublicKey::new(key.key_data().clone(), "");
+    let key_text = plain_key
+        .to_openssh()
+        .context("encoding the host key in OpenSSH format")?;
+    let mut line = String::new();
+    if !existing.is_empty() && !existing.ends_with(b"\n") {
+        line.push('\n');
+    }
+    line.push_str(&host_field);
+    line.push(' ');
+    line.push_str(key_text.trim_end());
+    line.push('\n');
+    // One write on an O_APPEND descriptor: even a writer that ignores the lock (ssh
+    // itself) cannot split the line.
+    f.write_all(line.as_bytes())
+        .with_context(|| format!("appending to {}", file.display()))?;
+    f.flush()?;
+    tracing::debug!(path = %file.display(), host = %lookup, hashed = hash, "learned host key");
+    Ok(())
+}
+
+/// `name` on port 22 (and 0, "unspecified"), `[name]:port` otherwise; lowercased, as
+/// OpenSSH lowercases host names and aliases before looking them up.
+fn lookup_name(name: &str, port: u16) -> String {
+    let name = name.to_ascii_lowercase();
+    if port == 22 || port == 0 {
+        name
+    } else {
+        format!("[{name}]:{port}")
+    }
+}
+
+fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
+    // Not `a == b`: that would compare the comments too.
+    a.key_data() == b.key_data()
+}
+
+const SALT_LEN: usize = 20;
+
+/// OpenSSH's `host_hash`: `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`.
+fn hash_host(name: &str, salt: &[u8]) -> String {
+    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(salt).expect("HMAC takes any key length");
+    mac.update(name.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    format!(
+        "|1|{}|{}",
+        Base64::encode_string(salt),
+        Base64::encode_string(&digest)
+    )
+}
+
+fn random_salt() -> Result<[u8; SALT_LEN]> {
+    let mut salt = [0u8; SALT_LEN];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut salt))
+        .context("reading /dev/urandom for a known_hosts salt")?;
+    Ok(salt)
+}
+
+impl Hosts {
+    /// Whether the lowercased lookup name matches.
+    fn matches(&self, lookup: &str) -> bool {
+        match self {
+            // OpenSSH recomputes the hash with the stored salt and compares the whole
+            // field, so a hashed field can hold exactly one name.
+            Hosts::Hashed { field, salt } => hash_host(lookup, salt) == *field,
+            Hosts::Patterns(patterns) => match_pattern_list(lookup, patterns),
+        }
+    }
+}
+
+/// OpenSSH's `match_hostname`/`match_pattern_list`: a positive match of any pattern,
+/// and no match of any `!`-negated one.
+fn match_pattern_list(name: &str, patterns: &str) -> bool {
+    let mut positive = false;
+    for pattern in patterns.split(',') {
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        if glob(name.as_bytes(), pattern.as_bytes()) {
+            if negated {
+                return false;
+            }
+            positive = true;
+        }
+    }
+    positive
+}
+
+/// `*` matches any run of bytes (also empty), `?` exactly one; everything else,
+/// including `[` and `]`, literally.
+fn glob(text: &[u8], pattern: &[u8]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    // Where the last `*` was and which text position it is currently matched up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            t += 1;
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((star_p, star_t)) = star {
+            // Let the last `*` swallow one more byte and retry.
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+type Parsed = Option<(Marker, Hosts, PublicKey)>;
+
+/// One known_hosts line: `Ok(None)` for blank and comment lines, `Err(reason)` for lines
+/// OpenSSH would skip as invalid.
+fn parse_line(line: &str) -> std::result::Result<Parsed, &'static str> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut fields = line.split([' ', '\t']).filter(|f| !f.is_empty());
+    let Some(mut first) = fields.next() else {
+        return Ok(None);
+    };
+    if first.starts_with('#') {
+        return Ok(None);
+    }
+    let marker = if first.starts_with('@') {
+        let marker = match first {
+            "@cert-authority" => Marker::CertAuthority,
+            "@revoked" => Marker::Revoked,
+            _ => return Err("unknown marker"),
+        };
+        first = fields.next().ok_or("marker without host")?;
+        if first.starts_with('@') {
+            return Err("more than one marker");
+        }
+        marker
+    } else {
+        Marker::Plain
+    };
+
+    let hosts = if first.starts_with('|') {
+        Hosts::Hashed {
+            salt: hashed_salt(first).ok_or("bad hashed host name")?,
+            field: first.to_owned(),
+        }
+    } else {
+        Hosts::Patterns(first.to_ascii_lowercase())
+    };
+
+    let key_type = fields.next().ok_or("no key type")?;
+    if key_type.starts_with('#') {
+        return Err("no key type");
+    }
+    let blob = fields.next().ok_or("no key")?;
+    let key = russh::keys::parse_public_key_base64(blob).map_err(|_| "bad key")?;
+    let algorithm = key.algorithm();
+    let type_matches = key_type == algorithm.as_str()
+        || (algorithm.is_rsa() && matches!(key_type, "rsa-sha2-256" | "rsa-sha2-512"));
+    if !type_matches {
+        return Err("key type does not match the key");
+    }
+    Ok(Some((marker, hosts, key)))
+}
+
+/// The salt of a `|1|salt|hmac` field; OpenSSH insists on 20 bytes.
+fn hashed_salt(field: &str) -> Option<Vec<u8>> {
+    let rest = field.strip_prefix("|1|")?;
+    let (salt, _hmac) = rest.split_once('|')?;
+    let salt = Base64::decode_vec(salt).ok()?;
+    (salt.len() == SALT_LEN).then_some(salt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN4XcbBb1G1UkZfNJJTi6ugGv7zRXUS4KT8xtgsfy9vp";
+    const B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGSclxZSme9Nl0Am5lTMsFSKL8Nug9Qq/6/E4ftm2Gq3";
+    const C: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDEAjfSZpAfIaIGTB9LI5l2Cccfn/n6HiHQMEDsmXFMfZMIEc6XHdlKxuCDz1AYWPHxPYQKkpPRZ5pOeA1sH1k8=";
+    const D: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC1X5ihrEZWHF0O9wY2qM/kyDFy7P+TqaQOOElDR7+Z7sE7AVcfFFdO1vhtYVnlpJxWuKdJa5JoyHfVUZ9XzTFgrl4kRhpP2yfxswdOgVLjo9oaaC/k6PXbZwyedklLbYG4fuqRpIOKCEQ6X+gjj6VJByEWrf7827SXW4Faoa+skQ==";
+
+    fn key(text: &str) -> PublicKey {
+        PublicKey::from_openssh(text).unwrap()
+    }
+
+    fn kh(text: &str) -> KnownHosts {
+        let mut k = KnownHosts::default();
+        k.add_text(Path::new("/kh"), text);
+        k
+    }
+
+    fn changed(line: usize) -> Verdict {
+        Verdict::Changed {
+            path: "/kh".into(),
+            line,
+        }
+    }
+
+    fn revoked(line: usize) -> Verdict {
+        Verdict::Revoked {
+            path: "/kh".into(),
+            line,
+        }
+    }
+
+    #[test]
+    fn plain_entries_and_ports() {
+        let k = kh(&format!(
+            "example.com {A}\n[example.com]:2222 {B} a comment\n"
+        ));
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Trusted);
+        assert_eq!(k.verify("example.com", 2222, &key(B)), Verdict::Trusted);
+        assert_eq!(k.verify("example.com", 2222, &key(A)), changed(2));
+        assert_eq!(k.verify("example.com", 22, &key(B)), changed(1));
+        // Not recorded for port 2223: OpenSSH falls back to the bare name.
+        assert_eq!(k.verify("example.com", 2223, &key(A)), Verdict::Trusted);
+        assert_eq!(k.verify("example.com", 2223, &key(B)), Verdict::Unknown);
+        assert_eq!(k.verify("other.com", 22, &key(A)), Verdict::Unknown);
+        // `[name]:22` is never looked up: port 22 means the bare name.
+        let k = kh(&format!("[example.com]:22 {A}\n"));
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Unknown);
+    }
+
+    #[test]
+    fn whitespace_comments_and_line_numbers() {
+        let k = kh(&format!(
+            "# comment\n\n   \t\n  # indented comment\n\t example.com\t \t{}\t\t{} trailing comment\r\nexample.com {B}\n",
+            A.split(' ').next().unwrap(),
+            A.split(' ').nth(1).unwrap(),
+        ));
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Trusted);
+        let k = kh(&format!("# comment\n\nexample.com {B}\n"));
+        assert_eq!(k.verify("example.com", 22, &key(A)), changed(3));
+    }
+
+    #[test]
+    fn wildcards() {
+        let k = kh(&format!(
+            "*.example.com {A}\nhost?.farm {A}\n[10.0.0.*]:2222 {A}\n*:3333 {A}\n[10.1.0.1]:* {A}\n"
+        ));
+        let a = key(A);
+        for (name, port) in [
+            ("build.example.com", 22),
+            ("a.b.example.com", 22),
+            ("host1.farm", 22),
+            ("10.0.0.7", 2222),
+            ("anything", 3333),
+            ("10.1.0.1", 4444),
+        ] {
+            assert_eq!(k.verify(name, port, &a), Verdict::Trusted, "{name}:{port}");
+        }
+        for (name, port) in [
+            ("example.com", 22),
+            ("host12.farm", 22),
+            ("host.farm", 22),
+            ("10.0.0.7", 22),
+            ("10.0.1.7", 2222),
+            ("anything", 22),
+            ("10.1.0.1", 22),
+        ] {
+            assert_eq!(k.verify(name, port, &a), Verdict::Unknown, "{name}:{port}");
+        }
+        assert!(glob(b"", b"*"));
+        assert!(glob(b"abc", b"a**c"));
+        assert!(glob(b"abcbc", b"*bc"));
+        assert!(!glob(b"abcbd", b"*bc"));
+        assert!(glob(b"aXbXc", b"a*b*c"));
+        assert!(!glob(b"ab", b"a?b"));
+        assert!(glob(b"[h]:1", b"[h]:?"));
+    }
+
+    #[test]
+    fn negation_vetoes_the_line() {
+        let a = key(A);
+        for hosts in [
+            "*.example.com,!bad.example.com",
+            "!bad.example.com,*.example.com",
+        ] {
+            let k = kh(&format!("{hosts} {A}\n"));
+            assert_eq!(k.verify("good.example.com", 22, &a), Verdict::Trusted);
+            assert_eq!(k.verify("bad.example.com", 22, &a), Verdict::Unknown);
+        }
+        // A negation alone never matches anything.
+        let k = kh(&format!("!bad.example.com {A}\n"));
+        assert_eq!(k.verify("good.example.com", 22, &a), Verdict::Unknown);
+        // A negated line is no evidence of a change either; another line still counts.
+        let k = kh(&format!("*,!bad.example.com {B}\nbad.example.com {A}\n"));
+        assert_eq!(k.verify("bad.example.com", 22, &a), Verdict::Trusted);
+        assert_eq!(k.verify("good.example.com", 22, &a), changed(1));
+    }
+
+    #[test]
+    fn case_insensitive() {
+        let k = kh(&format!("Build.Example.COM,[MiXeD]:2222 {A}\n"));
+        let a = key(A);
+        assert_eq!(k.verify("build.example.com", 22, &a), Verdict::Trusted);
+        assert_eq!(k.verify("BUILD.example.com", 22, &a), Verdict::Trusted);
+        assert_eq!(k.verify("mixed", 2222, &a), Verdict::Trusted);
+    }
+
+    #[test]
+    fn hashed_entries() {
+        // Generated independently (Python's hmac) with the salt 0x00..0x13.
+        let k = kh(&format!(
+            "|1|AAECAwQFBgcICQoLDA0ODxAREhM=|nnUK16ANsXd3hL31YfAkGOluSjU= {A}\n\
+             |1|AAECAwQFBgcICQoLDA0ODxAREhM=|Wgcx+Fm+LmaWwC7rQ80eIf2uHe0= {B}\n"
+        ));
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Trusted);
+        assert_eq!(k.verify("Example.COM", 22, &key(A)), Verdict::Trusted);
+        assert_eq!(k.verify("example.com", 2222, &key(B)), Verdict::Trusted);
+        assert_eq!(k.verify("example.com", 2222, &key(A)), changed(2));
+        assert_eq!(k.verify("example.org", 22, &key(A)), Verdict::Unknown);
+        assert_eq!(
+            hash_host("example.com", &(0u8..20).collect::<Vec<_>>()),
+            "|1|AAECAwQFBgcICQoLDA0ODxAREhM=|nnUK16ANsXd3hL31YfAkGOluSjU="
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_skipped() {
+        let good = format!("example.com {A}");
+        let bad_lines = [
+            "example.com ssh-ed25519 AAAA!!!notbase64".to_string(),
+            "example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5".to_string(),
+            format!("example.com ssh-rsa {}", A.split(' ').nth(1).unwrap()),
+            format!("example.com ssh-foo {}", A.split(' ').nth(1).unwrap()),
+            "example.com".to_string(),
+            "example.com ssh-ed25519".to_string(),
+            format!("example.com # {A}"),
+            format!("@bogus example.com {A}"),
+            format!("@revoked @revoked example.com {A}"),
+            "@revoked".to_string(),
+            format!("|1|AAECAwQ=|nnUK16ANsXd3hL31YfAkGOluSjU= {A}"),
+            format!("|1|!!!|nnUK16ANsXd3hL31YfAkGOluSjU= {A}"),
+            format!("|2|AAECAwQFBgcICQoLDA0ODxAREhM=|x {A}"),
+            format!("|1|AAECAwQFBgcICQoLDA0ODxAREhM= {A}"),
+        ];
+        for bad in &bad_lines {
+            assert!(parse_line(bad).is_err(), "{bad}");
+        }
+        // Bad lines before and after a good one do not hide it.
+        let text = format!(
+            "{}\n{good}\n{}\n",
+            bad_lines.join("\n"),
+            bad_lines.join("\n")
+        );
+        let k = kh(&text);
+        assert_eq!(k.entries.len(), 1);
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Trusted);
+        // rsa-sha2-* names are accepted for RSA keys, as OpenSSH does.
+        let blob = D.split(' ').nth(1).unwrap();
+        let k = kh(&format!("example.com rsa-sha2-512 {blob}\n"));
+        assert_eq!(k.verify("example.com", 22, &key(D)), Verdict::Trusted);
+    }
+
+    #[test]
+    fn bare_name_fallback_for_other_ports() {
+        let a = key(A);
+        // Only a trusting line under the bare name counts…
+        let k = kh(&format!("example.com {A}\n"));
+        assert_eq!(k.verify("example.com", 2222, &a), Verdict::Trusted);
+        let k = kh(&format!("example.com {B}\n"));
+        assert_eq!(k.verify("example.com", 2222, &a), Verdict::Unknown);
+        // …or a revoking one (OpenSSH warns, then treats the key as unknown).
+        let k = kh(&format!("@revoked example.com {A}\nexample.com {A}\n"));
+        assert_eq!(k.verify("example.com", 2222, &a), revoked(1));
+        // Anything recorded for the port itself decides without the fallback.
+        let k = kh(&format!("[example.com]:2222 {B}\nexample.com {A}\n"));
+        assert_eq!(k.verify("example.com", 2222, &a), changed(1));
+        let k = kh(&format!(
+            "[example.com]:2222 {A}\n@revoked example.com {A}\n"
+        ));
+        assert_eq!(k.verify("example.com", 2222, &a), Verdict::Trusted);
+        // A negated port-specific pattern does not stop the fallback.
+        let k = kh(&format!("![example.com]:2222,* {A}\n"));
+        assert_eq!(k.verify("example.com", 2222, &a), Verdict::Trusted);
+        // A CA line alone is "nothing found" for the port.
+        let k = kh(&format!(
+            "@cert-authority [example.com]:2222 {A}\nexample.com {A}\n"
+        ));
+        assert_eq!(k.verify("example.com", 2222, &a), Verdict::Trusted);
+    }
+
+    #[test]
+    fn revoked_wins() {
+        let a = key(A);
+        let k = kh(&format!("example.com {A}\n@revoked * {A}\n"));
+        assert_eq!(k.verify("example.com", 22, &a), revoked(2));
+        assert_eq!(k.verify("anything", 2222, &a), revoked(2));
+        // Revoking another key, or the key for other hosts only, changes nothing.
+        let k = kh(&format!(
+            "example.com {A}\n@revoked example.com {B}\n@revoked\tother.com\t{A}\n"
+        ));
+        assert_eq!(k.verify("example.com", 22, &a), Verdict::Trusted);
+        assert_eq!(k.verify("example.com", 22, &key(B)), revoked(2));
+        // A revoked line is not a plain line: it is no evidence of a changed key.
+        let k = kh(&format!("@revoked example.com {B}\n"));
+        assert_eq!(k.verify("example.com", 22, &a), Verdict::Unknown);
+    }
+
+    #[test]
+    fn cert_authority_lines_never_trust_plain_keys() {
+        let a = key(A);
+        let k = kh(&format!("@cert-authority example.com {A}\n"));
+        assert_eq!(k.verify("example.com", 22, &a), Verdict::Unknown);
+        let k = kh(&format!("@cert-authority * {B}\n"));
+        assert_eq!(k.verify("example.com", 22, &a), Verdict::Unknown);
+        let k = kh(&format!("@cert-authority * {A}\nexample.com {B}\n"));
+        assert_eq!(k.verify("example.com", 22, &a), changed(2));
+        let k = kh(&format!("@cert-authority * {A}\nexample.com {C}\n"));
+        assert_eq!(k.verify("example.com", 22, &a), changed(2));
+        assert!(k.known_algorithms("other", 22).is_empty());
+    }
+
+    #[test]
+    fn any_other_key_means_changed() {
+        // Like OpenSSH: keys of other algorithms on record count as a change too.
+        let k = kh(&format!("example.com {C}\nexample.com {D}\n"));
+        assert_eq!(k.verify("example.com", 22, &key(A)), changed(1));
+        // The line named prefers the presented key's algorithm.
+        let k = kh(&format!(
+            "example.com {C}\nexample.com {B}\nexample.com {B}\n"
+        ));
+        assert_eq!(k.verify("example.com", 22, &key(A)), changed(2));
+        // Any line with the right key trusts it, wherever it is.
+        let k = kh(&format!("example.com {B}\nexample.com {A}\n"));
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Trusted);
+    }
+
+    #[test]
+    fn several_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        let second = dir.path().join("second");
+        let unreadable = dir.path().join("a-directory");
+        fs::create_dir(&unreadable).unwrap();
+        fs::write(&first, format!("other.com {A}\nexample.com {B}\n")).unwrap();
+        fs::write(&second, format!("example.com {B}\nexample.com {A}\n")).unwrap();
+        let files = [
+            dir.path().join("missing"),
+            unreadable.clone(),
+            first.clone(),
+            second.clone(),
+        ];
+        let k = KnownHosts::load(&files);
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Trusted);
+        let k = KnownHosts::load(&files[..3]);
+        assert_eq!(
+            k.verify("example.com", 22, &key(A)),
+            Verdict::Changed {
+                path: first.clone(),
+                line: 2
+            }
+        );
+        let k = KnownHosts::load(&[]);
+        assert_eq!(k.verify("example.com", 22, &key(A)), Verdict::Unknown);
+    }
+
+    #[test]
+    fn known_algorithms_in_file_order() {
+        let k = kh(&format!(
+            "example.com {C}\n@revoked example.com {A}\n@cert-authority example.com {A}\n\
+             other.com {A}\nexample.com {D}\nexample.com {C}\n*.com {B}\nexample.com,!example.com {A}\n"
+        ));
+        assert_eq!(
+            k.known_algorithms("example.com", 22),
+            vec![
+                Algorithm::Ecdsa {
+                    curve: russh::keys::EcdsaCurve::NistP256
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512)
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha256)
+                },
+                Algorithm::Ed25519,
+            ]
+        );
+        assert_eq!(k.known_algorithms("x.com", 22), vec![Algorithm::Ed25519]);
+        assert_eq!(k.known_algorithms("y.org", 22), vec![]);
+        // Other ports: the port's own lines first, then the bare name's.
+        let k = kh(&format!("example.com {C}\n[example.com]:2222 {A}\n"));
+        assert_eq!(
+            k.known_algorithms("example.com", 2222),
+            vec![
+                Algorithm::Ed25519,
+                Algorithm::Ecdsa {
+                    curve: russh::keys::EcdsaCurve::NistP256
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn learn_plain_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("new/dir/known_hosts");
+        learn(
+            &file,
+            "Box.Example",
+            2222,
+            &key(&format!("{A} comment")),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("[box.example]:2222 {A}\n")
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(file.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+
+        // Already known: nothing written.
+        learn(&file, "box.example", 2222, &key(A), true).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap().lines().count(), 1);
+
+        // Hashed, on port 22, after a last line without newline.
+        fs::write(&file, format!("[box.example]:2222 {A}")).unwrap();
+        learn(&file, "box.example", 22, &key(B), true).unwrap();
+        let text = fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[1].starts_with("|1|"), "{text}");
+        assert!(lines[1].ends_with(B), "{text}");
+        assert!(text.ends_with('\n'));
+        let k = KnownHosts::load(std::slice::from_ref(&file));
+        assert_eq!(k.verify("box.example", 22, &key(B)), Verdict::Trusted);
+        assert_eq!(k.verify("box.example", 2222, &key(A)), Verdict::Trusted);
+
+        // A different key of the same type on record: refuse.
+        let err = learn(&file, "box.example", 22, &key(A), false).unwrap_err();
+        assert!(format!("{err:#}").contains("different"), "{err:#}");
+        // A revoked key: refuse.
+        fs::write(&file, format!("@revoked * {C}\n")).unwrap();
+        assert!(learn(&file, "box.example", 22, &key(C), false).is_err());
+        // Another algorithm is fine.
+        learn(&file, "box.example", 22, &key(D), false).unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("@revoked * {C}\nbox.example {D}\n")
+        );
+    }
+
+    #[test]
+    fn concurrent_learners_write_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let file = file.clone();
+                std::thread::spawn(move || learn(&file, "box", 2222, &key(A), i % 2 == 0))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(
+            KnownHosts::load(&[file]).verify("box", 2222, &key(A)),
+            Verdict::Trusted
+        );
+    }
+}

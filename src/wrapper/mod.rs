@@ -1,0 +1,472 @@
+//! The compiler wrapper: `sshcc gcc -c x.c -o x.o`, `CCACHE_PREFIX=sshcc`, or a
+//! masquerade link. It decides where a job runs, preprocesses locally, hands the job to
+//! the daemon (or, with `SSHCC_NO_DAEMON=1`, dispatches it itself), and writes the
+//! results exactly where and as a local compile would.
+//!
+//! Anything that is not a plain compile runs the real compiler directly (`exec`), so
+//! links, `-E`, configure tests and `-M` cost nothing extra.
+
+pub mod invocation;
+pub mod preprocess;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::compiler::args::{self, Distributable};
+use crate::daemon::client::DaemonClient;
+use crate::daemon::ipc::{Acquire, Assigned};
+use crate::daemon::runtime_dir::RuntimeDir;
+use crate::daemon::session::Session;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::link::Flavour;
+use crate::exit_code::ExitCode;
+use crate::hosts;
+use crate::protocol::{JobContext, Request, Response, Version};
+use invocation::{Invocation, SAFEGUARD};
+use preprocess::Mode;
+
+/// distcc's client settings, read from the environment once per job.
+#[derive(Debug, Clone)]
+struct Settings {
+    /// `DISTCC_FALLBACK` (default 1): compile locally when distribution fails.
+    fallback: bool,
+    /// `DISTCC_SKIP_LOCAL_RETRY` (any value): report a remote failure instead of
+    /// recompiling locally.
+    skip_local_retry: bool,
+    backoff_secs: u32,
+    io_timeout_secs: u32,
+    ssh_config: Option<PathBuf>,
+    no_daemon: bool,
+    no_rewrite_cross: bool,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok();
+        let seconds = |name: &str, default: u32, allow_zero: bool| match var(name) {
+            None => Ok(default),
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(0) if !allow_zero => Err(format!(
+                    "{name}={text:?} must be a positive number of seconds"
+                )),
+                Ok(value) => Ok(value),
+                Err(_) => Err(format!("{name}={text:?} is not a number of seconds")),
+            },
+        };
+        Ok(Settings {
+            // distcc recognises only "0" as false.
+            fallback: var("DISTCC_FALLBACK").as_deref() != Some("0"),
+            skip_local_retry: var("DISTCC_SKIP_LOCAL_RETRY").is_some(),
+            backoff_secs: seconds("DISTCC_BACKOFF_PERIOD", 60, true)?,
+            io_timeout_secs: seconds("DISTCC_IO_TIMEOUT", 300, false)?,
+            ssh_config: var("SSHCC_SSH_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
+            no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
+        })
+    }
+}
+
+/// Runs the wrapper for sshcc's argv and returns the process exit status.
+pub fn run(args: &[OsString]) -> std::process::ExitCode {
+    let path = std::env::var_os("PATH");
+    let invocation = match invocation::resolve(args, path.as_ref()) {
+        Ok(invocation) => invocation,
+        Err(err) => {
+            eprintln!("sshcc: {err}");
+            return ExitCode::BadArguments.into();
+        }
+    };
+    if std::env::var_os(SAFEGUARD).is_some() {
+        // We were reached again through PATH by a compiler we started: just compile.
+        return exec_locally(&invocation, true);
+    }
+    let scan = match args::scan(&invocation.argv) {
+        Ok(scan) => scan,
+        Err(reason) => {
+            tracing::debug!("{reason}: running {} locally", invocation.argv[0]);
+            return exec_locally(&invocation, false);
+        }
+    };
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("sshcc: {err}");
+            return ExitCode::BadArguments.into();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::warn!("cannot start the async runtime ({err}); compiling locally");
+            return exec_locally(&invocation, false);
+        }
+    };
+    let status = runtime.block_on(distribute(&invocation, &scan, &settings));
+    std::process::ExitCode::from(status)
+}
+
+/// Replaces this process with the compiler. `recursed` is set when sshcc was itself
+/// started by sshcc; finding sshcc again as the compiler then means a loop.
+fn exec_locally(invocation: &Invocation, recursed: bool) -> std::process::ExitCode {
+    let compiler = &invocation.argv[0];
+    let path = invocation.path.clone().or_else(|| std::env::var_os("PATH"));
+    if recursed && is_sshcc(compiler, path.as_ref()) {
+        eprintln!(
+            "sshcc: {compiler} on PATH is sshcc itself; fix PATH so the real compiler comes first"
+        );
+        return ExitCode::RecursiveCall.into();
+    }
+    let err = local_command(invocation).exec();
+    eprintln!("sshcc: cannot run {compiler}: {err}");
+    ExitCode::CompilerMissing.into()
+}
+
+fn is_sshcc(compiler: &str, path: Option<&OsString>) -> bool {
+    let ours = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    let theirs = invocation::find_on_path(compiler, path)
+        .and_then(|found| std::fs::canonicalize(found).ok());
+    ours.is_some() && ours == theirs
+}
+
+fn local_command(invocation: &Invocation) -> Command {
+    let mut command = Command::new(&invocation.argv[0]);
+    command.args(&invocation.argv[1..]).env(SAFEGUARD, "1");
+    if let Some(path) = &invocation.path {
+        command.env("PATH", path);
+    }
+    command
+}
+
+/// Runs the compiler here and waits (used when a slot must stay held or after a remote
+/// attempt), returning its status as a process exit code.
+fn compile_locally(invocation: &Invocation) -> u8 {
+    match local_command(invocation).status() {
+        Ok(status) => exit_code_of(status),
+        Err(err) => {
+            eprintln!("sshcc: cannot run {}: {err}", invocation.argv[0]);
+            ExitCode::CompilerMissing as u8
+        }
+    }
+}
+
+fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => 128u8.saturating_add(signal as u8),
+        (None, None) => ExitCode::Failure as u8,
+    }
+}
+
+/// How the wrapper reaches the dispatcher.
+enum Broker {
+    Daemon(DaemonClient),
+    InProcess(Session),
+}
+
+impl Broker {
+    async fn open(settings: &Settings) -> Broker {
+        if !settings.no_daemon {
+            let connected = match RuntimeDir::prepare() {
+                Ok(dir) => DaemonClient::connect_or_start(&dir).await,
+                Err(err) => Err(err),
+            };
+            match connected {
+                Ok(client) => return Broker::Daemon(client),
+                Err(err) => {
+                    tracing::warn!("no sshcc daemon ({err:#}); dispatching this job directly")
+                }
+            }
+        }
+        Broker::InProcess(Session::new(Dispatcher::new()))
+    }
+
+    async fn acquire(&mut self, acquire: &Acquire) -> anyhow::Result<Assigned> {
+        match self {
+            Broker::Daemon(client) => client.acquire(acquire).await,
+            Broker::InProcess(session) => Ok(session.acquire(acquire).await),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        request: &Request,
+        context: &JobContext,
+    ) -> anyhow::Result<Result<Response, String>> {
+        match self {
+            Broker::Daemon(client) => client.run(request, context).await,
+            Broker::InProcess(session) => Ok(session.run(request, context).await),
+        }
+    }
+
+    async fn refused(&mut self) {
+        match self {
+            Broker::Daemon(client) => {
+                let _ = client.refused().await;
+            }
+            Broker::InProcess(session) => session.refused(),
+        }
+    }
+}
+
+/// Finds a host, preprocesses for it, runs the job there and writes the results;
+/// falls back to a local compile as distcc does.
+async fn distribute(invocation: &Invocation, scan: &Distributable, settings: &Settings) -> u8 {
+    let input = invocation.argv[scan.input].as_str();
+    let host_list = match hosts::load(|name| std::env::var(name).ok()) {
+        Ok(Some((mut list, _))) if !list.hosts.is_empty() => {
+            if list.randomize {
+                list.shuffle(u64::from(std::process::id()));
+            }
+            list
+        }
+        Ok(_) => {
+            tracing::warn!(
+                "no hosts configured (SSHCC_HOSTS, DISTCC_HOSTS or a hosts file); compiling {input} locally"
+            );
+            return compile_locally(invocation);
+        }
+        Err(err) if settings.fallback => {
+            tracing::warn!("{err}; compiling {input} locally");
+            return compile_locally(invocation);
+        }
+        Err(err) => {
+            eprintln!("sshcc: {err}");
+            return ExitCode::BadHostSpec as u8;
+        }
+    };
+    let mut broker = Broker::open(settings).await;
+    let mut acquire = Acquire {
+        hosts: host_list
+            .hosts
+            .iter()
+            .map(|host| host.text.clone())
+            .collect(),
+        ssh_config: settings.ssh_config.clone(),
+        backoff_secs: settings.backoff_secs,
+        io_timeout_secs: settings.io_timeout_secs,
+        excluded: Vec::new(),
+    };
+    let mut preprocessed: Option<(Mode, Vec<u8>)> = None;
+    loop {
+        let (host, flavour) = match broker.acquire(&acquire).await {
+            Ok(Assigned::Remote { host, flavour }) => (host, flavour),
+            Ok(Assigned::Local { .. }) => {
+                tracing::info!("{input} → localhost");
+                return compile_locally(invocation);
+            }
+            Ok(Assigned::NoHosts(why)) => return no_remote_host(invocation, settings, &why),
+            Err(err) => {
+                return no_remote_host(
+                    invocation,
+                    settings,
+                    &format!("the sshcc daemon failed: {err:#}"),
+                );
+            }
+        };
+        let mode = match flavour {
+            Flavour::Sshcc => Mode::for_sshcc_box(&invocation.argv[0]),
+            Flavour::Distccd => Mode::Classic,
+        };
+        if preprocessed
+            .as_ref()
+            .is_none_or(|(made_for, _)| *made_for != mode)
+        {
+            match preprocessed_source(invocation, scan, mode) {
+                Some(source) => preprocessed = Some((mode, source)),
+                // The local compile reports whatever made preprocessing fail, once.
+                None => return compile_locally(invocation),
+            }
+        }
+        let remote_compiler = invocation::remote_compiler_name(
+            &invocation.argv[0],
+            invocation
+                .path
+                .as_ref()
+                .or(std::env::var_os("PATH").as_ref()),
+            settings.no_rewrite_cross,
+        );
+        let request = Request {
+            version: Version::V1,
+            argv: remote_command(invocation, &remote_compiler, mode),
+            source: preprocessed
+                .as_ref()
+                .map(|(_, source)| source.clone())
+                .unwrap_or_default(),
+        };
+        // An sshcc box also gets the locale and the project's sources, so its messages
+        // read exactly like a local compile's.
+        let context = match flavour {
+            Flavour::Sshcc => JobContext {
+                files: preprocess::side_files(&request.source),
+                ..JobContext::with_local_locale()
+            },
+            Flavour::Distccd => JobContext::default(),
+        };
+        let started = Instant::now();
+        let response = match broker.run(&request, &context).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(why)) => {
+                tracing::warn!("{why}; {input} will be retried elsewhere");
+                acquire.excluded.push(host);
+                continue;
+            }
+            Err(err) => {
+                return no_remote_host(
+                    invocation,
+                    settings,
+                    &format!("the sshcc daemon failed: {err:#}"),
+                );
+            }
+        };
+        let elapsed = started.elapsed();
+        match classify(response.status) {
+            Outcome::Success => {
+                tracing::info!("{input} → {host} ({} ms)", elapsed.as_millis());
+                return deliver(&response, scan);
+            }
+            Outcome::Refused(code) => {
+                let reason = String::from_utf8_lossy(&response.stderr).trim().to_string();
+                if settings.skip_local_retry || !settings.fallback {
+                    report(&response);
+                    return code;
+                }
+                tracing::warn!("{reason}");
+                broker.refused().await;
+                acquire.excluded.push(host);
+            }
+            Outcome::CompileError(code) => {
+                if settings.skip_local_retry || !settings.fallback {
+                    report(&response);
+                    return code;
+                }
+                // As distcc: the local run shows the compiler's message (once).
+                tracing::debug!("{input} failed on {host} ({code}); retrying locally");
+                return compile_locally(invocation);
+            }
+            Outcome::Crashed(code) => {
+                tracing::warn!(
+                    "the compiler crashed on {host} (status {code}); compiling {input} locally"
+                );
+                broker.refused().await;
+                return compile_locally(invocation);
+            }
+        }
+    }
+}
+
+/// What a job's wait status means for the wrapper.
+enum Outcome {
+    Success,
+    /// The box would not run it (distcc's codes 100–120: allowlist, arguments, …).
+    Refused(u8),
+    CompileError(u8),
+    /// Killed by a signal: distcc always retries those locally.
+    Crashed(u8),
+}
+
+fn classify(status: u32) -> Outcome {
+    let signal = status & 0x7f;
+    let code = ((status >> 8) & 0xff) as u8;
+    match (signal, code) {
+        (0, 0) => Outcome::Success,
+        (0, 100..=120) => Outcome::Refused(code),
+        (0, code) => Outcome::CompileError(code),
+        (signal, _) => Outcome::Crashed(128u8.saturating_add(signal as u8)),
+    }
+}
+
+/// No box took the job: compile here unless the user said not to.
+fn no_remote_host(invocation: &Invocation, settings: &Settings, why: &str) -> u8 {
+    let input = &invocation.argv[args::scan(&invocation.argv).map_or(0, |scan| scan.input)];
+    if settings.fallback {
+        tracing::warn!("{why}; compiling {input} locally");
+        compile_locally(invocation)
+    } else {
+        eprintln!("sshcc: {why}; not compiling {input} locally (DISTCC_FALLBACK=0)");
+        ExitCode::NoHosts as u8
+    }
+}
+
+/// Runs the local preprocessor; `None` if it failed (its messages are discarded: the
+/// local compile that follows prints them).
+fn preprocessed_source(
+    invocation: &Invocation,
+    scan: &Distributable,
+    mode: Mode,
+) -> Option<Vec<u8>> {
+    if preprocess::already_preprocessed(&invocation.argv, scan) {
+        return std::fs::read(&invocation.argv[scan.input]).ok();
+    }
+    let command = preprocess::preprocessor_command(&invocation.argv, scan, mode);
+    let mut cpp = local_command(&Invocation {
+        argv: command,
+        path: invocation.path.clone(),
+    });
+    let output = cpp.stdin(Stdio::null()).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    // Preprocessor warnings (#warning, missing-include notes) belong to the user.
+    let _ = std::io::stderr().write_all(&output.stderr);
+    Some(output.stdout)
+}
+
+fn remote_command(invocation: &Invocation, remote_compiler: &str, mode: Mode) -> Vec<String> {
+    let mut command = preprocess::remote_command(&invocation.argv, remote_compiler, mode);
+    // The box's compiler writes into a pipe; keep the colours a terminal would get.
+    let colour_chosen = invocation
+        .argv
+        .iter()
+        .any(|arg| arg.starts_with("-fdiagnostics-color") || arg == "-fno-diagnostics-color");
+    if !colour_chosen
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("GCC_COLORS") != Some("".into())
+    {
+        command.push("-fdiagnostics-color=always".to_string());
+    }
+    command
+}
+
+/// Prints the box's output and messages as the compiler would have.
+fn report(response: &Response) {
+    let _ = std::io::stdout().write_all(&response.stdout);
+    let _ = std::io::stderr().write_all(&response.stderr);
+}
+
+/// Writes the results of a successful remote compile.
+fn deliver(response: &Response, scan: &Distributable) -> u8 {
+    report(response);
+    match write_atomically(Path::new(&scan.output), &response.object) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("sshcc: cannot write {}: {err}", scan.output);
+            1
+        }
+    }
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory and a rename,
+/// so an interrupted build never leaves a truncated object that make would trust.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".sshcc-")
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)?;
+    temp.write_all(data)?;
+    temp.persist(path).map_err(|err| err.error)?;
+    Ok(())
+}
