@@ -202,11 +202,15 @@ fn stop_daemon() -> std::process::ExitCode {
 
 /// `sshcc -j` and `sshcc --show-hosts`, with distcc's output.
 fn print_hosts(slots: bool) -> std::process::ExitCode {
-    match crate::hosts::load(|name| std::env::var(name).ok()) {
-        Ok(Some((mut list, _))) => {
-            if list.randomize {
-                list.shuffle(u64::from(std::process::id()));
-            }
+    let config = match crate::config::Config::load(crate::hosts::process_env) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("sshcc: {err:#}");
+            return ExitCode::BadArguments.into();
+        }
+    };
+    match crate::wrapper::load_hosts(&config) {
+        Ok(Some(list)) => {
             if slots {
                 println!("{}", list.total_slots());
             } else {

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod compiler;
+pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod exit_code;

@@ -585,3 +585,145 @@ fn the_daemon_exits_when_idle_and_no_daemon_mode_works() {
     );
     assert!(dir.join("s.o").exists());
 }
+
+/// An ssh_config with the lab's box plus a `dead` alias whose port nobody listens on.
+fn config_with_dead_host(lab: &Lab) -> PathBuf {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut text = std::fs::read_to_string(lab.build_box.ssh_config()).unwrap();
+    text.push_str(&format!(
+        "\nHost dead\n  HostName 127.0.0.1\n  Port {closed_port}\n  ConnectTimeout 5\n"
+    ));
+    let path = lab.path("ssh_config_with_dead");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn jobs_avoid_a_dead_host_and_localhost_slots_compile_here() {
+    let lab = Lab::new();
+    let config = config_with_dead_host(&lab);
+    let dir = many_sources(&lab, "mixed", 12);
+    let hosts = format!("@dead/4 {}", lab.hosts);
+    let output = run(lab
+        .command("make")
+        .current_dir(&dir)
+        .arg("-j8")
+        .arg(format!("CC={} gcc", sshcc().display()))
+        .env("SSHCC_HOSTS", &hosts)
+        .env("SSHCC_SSH_CONFIG", &config)
+        .env("SSHCC_LOG", "info"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    check_many_sources(&dir, 12);
+    let log = stderr(&output);
+    assert_eq!(
+        log.matches(&format!("→ {}", lab.hosts)).count(),
+        12,
+        "{log}"
+    );
+
+    // A localhost entry is a slot on this machine: the job runs here, not on a box.
+    let output = run(lab
+        .command(sshcc())
+        .current_dir(&dir)
+        .args(["gcc", "-O2", "-c", "unit0.c", "-o", "unit0.o"])
+        .env("SSHCC_HOSTS", "localhost/2")
+        .env("SSHCC_LOG", "info"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unit0.c → localhost"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn jobs_spread_over_two_boxes() {
+    let lab = Lab::new();
+    let second = Lab::new();
+    let mut config = std::fs::read_to_string(lab.build_box.ssh_config()).unwrap();
+    config.push_str(
+        &std::fs::read_to_string(second.build_box.ssh_config())
+            .unwrap()
+            .replacen("Host box", "Host box2", 1),
+    );
+    let config_path = lab.path("two_boxes");
+    std::fs::write(&config_path, config).unwrap();
+    let first_host = format!("@box/2:{}", sshcc().display());
+    let second_host = format!("@box2/2:{}", sshcc().display());
+    let dir = many_sources(&lab, "spread", 16);
+    let output = run(lab
+        .command("make")
+        .current_dir(&dir)
+        .arg("-j4")
+        .arg(format!("CC={} gcc", sshcc().display()))
+        .env("SSHCC_HOSTS", format!("{first_host} {second_host}"))
+        .env("SSHCC_SSH_CONFIG", &config_path)
+        .env("SSHCC_LOG", "info"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    check_many_sources(&dir, 16);
+    let log = stderr(&output);
+    let (on_first, on_second) = (
+        log.matches(&format!("→ {first_host}")).count(),
+        log.matches(&format!("→ {second_host}")).count(),
+    );
+    assert_eq!(on_first + on_second, 16, "{log}");
+    assert!(
+        on_first > 0 && on_second > 0,
+        "both boxes get work: {on_first} + {on_second}"
+    );
+}
+
+#[test]
+fn the_config_file_supplies_hosts_and_the_remote_command() {
+    let lab = Lab::new();
+    let config = lab.path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hosts = \"@box/4\"\nssh_config = \"{}\"\n[host.box]\ncommand = \"{}\"\n",
+            lab.build_box.ssh_config().display(),
+            sshcc().display()
+        ),
+    )
+    .unwrap();
+    let dir = lab.project("configured");
+    let output = run(lab
+        .command(sshcc())
+        .current_dir(&dir)
+        .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
+        .env_remove("SSHCC_HOSTS")
+        .env_remove("SSHCC_SSH_CONFIG")
+        .env("SSHCC_CONFIG", &config)
+        .env("SSHCC_LOG", "info"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("→ @box/4:{}", sshcc().display())),
+        "{}",
+        stderr(&output)
+    );
+    let slots = run(lab
+        .command(sshcc())
+        .arg("-j")
+        .env_remove("SSHCC_HOSTS")
+        .env("SSHCC_CONFIG", &config));
+    assert_eq!(String::from_utf8_lossy(&slots.stdout).trim(), "4");
+}
+
+#[test]
+fn sshcc_finding_itself_as_the_compiler_stops_with_distccs_recursion_code() {
+    let lab = Lab::new();
+    let dir = lab.project("recursion");
+    let link = lab.path("mycc");
+    std::os::unix::fs::symlink(sshcc(), &link).unwrap();
+    let output = run(lab
+        .command(sshcc())
+        .current_dir(&dir)
+        .arg(&link)
+        .args(["-c", "geometry.c"])
+        .env("_SSHCC_SAFEGUARD", "1"));
+    assert_eq!(output.status.code(), Some(111), "{}", stderr(&output));
+}

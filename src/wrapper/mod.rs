@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::compiler::args::{self, Distributable};
+use crate::config::Config;
 use crate::daemon::client::DaemonClient;
 use crate::daemon::ipc::{Acquire, Assigned};
 use crate::daemon::runtime_dir::RuntimeDir;
@@ -24,7 +25,7 @@ use crate::daemon::session::Session;
 use crate::dispatch::Dispatcher;
 use crate::dispatch::link::Flavour;
 use crate::exit_code::ExitCode;
-use crate::hosts;
+use crate::hosts::{self, HostKind, HostList, HostsError};
 use crate::protocol::{JobContext, Request, Response, Version};
 use invocation::{Invocation, SAFEGUARD};
 use preprocess::Mode;
@@ -45,31 +46,81 @@ struct Settings {
 }
 
 impl Settings {
-    fn from_env() -> Result<Self, String> {
+    /// The environment, falling back to `config` for what it does not set.
+    fn from_env(config: &Config) -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok();
-        let seconds = |name: &str, default: u32, allow_zero: bool| match var(name) {
-            None => Ok(default),
-            Some(text) => match text.trim().parse::<u32>() {
-                Ok(0) if !allow_zero => Err(format!(
-                    "{name}={text:?} must be a positive number of seconds"
-                )),
-                Ok(value) => Ok(value),
-                Err(_) => Err(format!("{name}={text:?} is not a number of seconds")),
-            },
-        };
+        let seconds =
+            |name: &str, default: Option<u32>, fallback: u32, allow_zero: bool| match var(name) {
+                None => Ok(default.unwrap_or(fallback)),
+                Some(text) => match text.trim().parse::<u32>() {
+                    Ok(0) if !allow_zero => Err(format!(
+                        "{name}={text:?} must be a positive number of seconds"
+                    )),
+                    Ok(value) => Ok(value),
+                    Err(_) => Err(format!("{name}={text:?} is not a number of seconds")),
+                },
+            };
         Ok(Settings {
             // distcc recognises only "0" as false.
-            fallback: var("DISTCC_FALLBACK").as_deref() != Some("0"),
+            fallback: match var("DISTCC_FALLBACK") {
+                Some(value) => value != "0",
+                None => config.fallback.unwrap_or(true),
+            },
             skip_local_retry: var("DISTCC_SKIP_LOCAL_RETRY").is_some(),
-            backoff_secs: seconds("DISTCC_BACKOFF_PERIOD", 60, true)?,
-            io_timeout_secs: seconds("DISTCC_IO_TIMEOUT", 300, false)?,
+            backoff_secs: seconds("DISTCC_BACKOFF_PERIOD", config.backoff_period, 60, true)?,
+            io_timeout_secs: seconds("DISTCC_IO_TIMEOUT", config.io_timeout, 300, false)?,
             ssh_config: var("SSHCC_SSH_CONFIG")
                 .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+                .map(PathBuf::from)
+                .or_else(|| config.ssh_config.clone()),
             no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
             no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
         })
     }
+}
+
+/// The host list, in sshcc's order: `SSHCC_HOSTS`, `DISTCC_HOSTS`, the config file's
+/// `hosts`, then the hosts files (see [`hosts::load`]); `--randomize` applied.
+pub fn load_hosts(config: &Config) -> Result<Option<HostList>, HostsError> {
+    let from_env = ["SSHCC_HOSTS", "DISTCC_HOSTS"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    let mut list = match (&config.hosts, from_env) {
+        (Some(text), false) => hosts::parse(text)?,
+        _ => match hosts::load(hosts::process_env)? {
+            Some((list, _)) => list,
+            None => return Ok(None),
+        },
+    };
+    if list.randomize {
+        list.shuffle(u64::from(std::process::id()));
+    }
+    Ok(Some(list))
+}
+
+/// The entries as sent to the dispatcher, with the config file's per-host command
+/// filled in where an SSH entry names none.
+fn entries_for_dispatch(list: &HostList, config: &Config) -> Vec<String> {
+    list.hosts
+        .iter()
+        .map(|spec| match (&spec.kind, &spec.text.find('@')) {
+            (
+                HostKind::Ssh {
+                    host,
+                    command: None,
+                    ..
+                },
+                Some(at),
+            ) => match config.command_for(host) {
+                Some(command) => {
+                    let insert = at + spec.text[*at..].find(',').unwrap_or(spec.text.len() - at);
+                    format!("{}:{command}{}", &spec.text[..insert], &spec.text[insert..])
+                }
+                None => spec.text.clone(),
+            },
+            _ => spec.text.clone(),
+        })
+        .collect()
 }
 
 /// Runs the wrapper for sshcc's argv and returns the process exit status.
@@ -93,7 +144,14 @@ pub fn run(args: &[OsString]) -> std::process::ExitCode {
             return exec_locally(&invocation, false);
         }
     };
-    let settings = match Settings::from_env() {
+    let config = match Config::load(hosts::process_env) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("sshcc: {err:#}");
+            return ExitCode::BadArguments.into();
+        }
+    };
+    let settings = match Settings::from_env(&config) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("sshcc: {err}");
@@ -110,7 +168,7 @@ pub fn run(args: &[OsString]) -> std::process::ExitCode {
             return exec_locally(&invocation, false);
         }
     };
-    let status = runtime.block_on(distribute(&invocation, &scan, &settings));
+    let status = runtime.block_on(distribute(&invocation, &scan, &settings, &config));
     std::process::ExitCode::from(status)
 }
 
@@ -219,12 +277,24 @@ impl Broker {
 
 /// Finds a host, preprocesses for it, runs the job there and writes the results;
 /// falls back to a local compile as distcc does.
-async fn distribute(invocation: &Invocation, scan: &Distributable, settings: &Settings) -> u8 {
+async fn distribute(
+    invocation: &Invocation,
+    scan: &Distributable,
+    settings: &Settings,
+    config: &Config,
+) -> u8 {
     let input = invocation.argv[scan.input].as_str();
-    let host_list = match hosts::load(|name| std::env::var(name).ok()) {
-        Ok(Some((mut list, _))) if !list.hosts.is_empty() => {
-            if list.randomize {
-                list.shuffle(u64::from(std::process::id()));
+    let host_list = match load_hosts(config) {
+        Ok(Some(list)) if !list.hosts.is_empty() => {
+            for spec in list
+                .hosts
+                .iter()
+                .filter(|spec| matches!(spec.kind, HostKind::Tcp { .. }))
+            {
+                tracing::warn!(
+                    "TCP host {} is not supported yet (only @ssh hosts and localhost); skipping it",
+                    spec.text
+                );
             }
             list
         }
@@ -245,11 +315,7 @@ async fn distribute(invocation: &Invocation, scan: &Distributable, settings: &Se
     };
     let mut broker = Broker::open(settings).await;
     let mut acquire = Acquire {
-        hosts: host_list
-            .hosts
-            .iter()
-            .map(|host| host.text.clone())
-            .collect(),
+        hosts: entries_for_dispatch(&host_list, config),
         ssh_config: settings.ssh_config.clone(),
         backoff_secs: settings.backoff_secs,
         io_timeout_secs: settings.io_timeout_secs,
@@ -469,4 +535,34 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     temp.write_all(data)?;
     temp.persist(path).map_err(|err| err.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_supplies_commands_for_ssh_entries_without_one() {
+        let config = Config::parse("[host.box]\ncommand = \"/opt/sshcc\"\n").unwrap();
+        let list = hosts::parse("@box/8,lzo u@box @box:/x other/2 @elsewhere localhost").unwrap();
+        assert_eq!(
+            entries_for_dispatch(&list, &config),
+            [
+                "@box/8:/opt/sshcc,lzo",
+                "u@box:/opt/sshcc",
+                "@box:/x",
+                "other/2",
+                "@elsewhere",
+                "localhost"
+            ]
+        );
+    }
+
+    #[test]
+    fn wait_statuses_map_to_distcc_outcomes() {
+        assert!(matches!(classify(0), Outcome::Success));
+        assert!(matches!(classify(1 << 8), Outcome::CompileError(1)));
+        assert!(matches!(classify(110 << 8), Outcome::Refused(110)));
+        assert!(matches!(classify(11 | 0x80), Outcome::Crashed(139)));
+    }
 }

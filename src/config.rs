@@ -1,0 +1,105 @@
+//! `~/.config/sshcc/config.toml` (or `$SSHCC_CONFIG`): defaults for what distcc's
+//! environment variables set, and per-host settings. Environment variables win, so a
+//! distcc user's existing setup behaves the same with or without the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The file's contents; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A host list in distcc's grammar, used when neither `SSHCC_HOSTS` nor
+    /// `DISTCC_HOSTS` is set (before the hosts files).
+    pub hosts: Option<String>,
+    /// An ssh_config file (`SSHCC_SSH_CONFIG`).
+    pub ssh_config: Option<PathBuf>,
+    /// Compile locally when distribution fails (`DISTCC_FALLBACK`).
+    pub fallback: Option<bool>,
+    /// Seconds a failed host is avoided (`DISTCC_BACKOFF_PERIOD`).
+    pub backoff_period: Option<u32>,
+    /// Seconds to wait for a box's answer (`DISTCC_IO_TIMEOUT`).
+    pub io_timeout: Option<u32>,
+    /// Per-host settings, by the host name used in the host list.
+    #[serde(default)]
+    pub host: BTreeMap<String, HostConfig>,
+}
+
+/// Settings for one host.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// The remote command when the host entry names none (default `sshcc` on the
+    /// box's PATH).
+    pub command: Option<String>,
+}
+
+impl Config {
+    /// Reads `$SSHCC_CONFIG`, else `$XDG_CONFIG_HOME/sshcc/config.toml` (default
+    /// `~/.config/sshcc/config.toml`); a missing file is an empty config.
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let path = match lookup("SSHCC_CONFIG").filter(|v| !v.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let base = lookup("XDG_CONFIG_HOME")
+                    .filter(|v| v.starts_with('/'))
+                    .map(PathBuf::from)
+                    .or_else(|| lookup("HOME").map(|home| Path::new(&home).join(".config")));
+                match base {
+                    Some(base) => base.join("sshcc/config.toml"),
+                    None => return Ok(Config::default()),
+                }
+            }
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text).with_context(|| format!("in {}", path.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut config: Config = toml::from_str(text)?;
+        config.ssh_config = config
+            .ssh_config
+            .map(|path| PathBuf::from(shellexpand::tilde(&path.to_string_lossy()).into_owned()));
+        Ok(config)
+    }
+
+    /// The remote command configured for `host`, if any.
+    pub fn command_for(&self, host: &str) -> Option<&str> {
+        self.host
+            .get(host)
+            .and_then(|settings| settings.command.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../config/config.toml");
+        let config = Config::parse(text).unwrap();
+        assert_eq!(
+            config.command_for("buildbox"),
+            Some("/home/build/.local/bin/sshcc")
+        );
+        assert_eq!(config.backoff_period, Some(60));
+    }
+
+    #[test]
+    fn typos_are_errors_and_missing_files_are_empty() {
+        assert!(Config::parse("hostz = \"@a\"").is_err());
+        assert!(Config::parse("[host.a]\ncomand = \"x\"").is_err());
+        let config = Config::load(|name| {
+            (name == "SSHCC_CONFIG").then(|| "/nonexistent/config.toml".to_string())
+        })
+        .unwrap();
+        assert_eq!(config, Config::default());
+    }
+}
