@@ -22,5 +22,6 @@ pub mod mux;
 pub mod protocol;
 pub mod server;
 pub mod ssh;
+pub mod system;
 pub mod throwaway_box;
 pub mod wrapper;

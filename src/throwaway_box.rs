@@ -17,7 +17,6 @@
 //! deletes the directory.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Read;
@@ -569,40 +568,9 @@ fn ensure_privsep_dir() -> Result<()> {
 fn current_user_name() -> Result<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: an all-zero passwd is a valid value to be overwritten.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer refers to live, writable memory of the
-        // advertised size; the strings written into `buf` are only read
-        // while `buf` is alive.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        ensure!(
-            rc == 0,
-            "getpwuid_r({uid}) failed: {}",
-            std::io::Error::from_raw_os_error(rc)
-        );
-        ensure!(
-            !result.is_null(),
-            "uid {uid} has no passwd entry, so sshd cannot log it in"
-        );
-        // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
-        return Ok(name.to_string_lossy().into_owned());
-    }
+    crate::system::passwd_entry(uid)
+        .map(|(name, _home)| name)
+        .ok_or_else(|| anyhow!("uid {uid} has no passwd entry, so sshd cannot log it in"))
 }
 
 /// Kills sshd and all its descendants, then reaps sshd.

@@ -252,7 +252,7 @@ fn wait_status(status: std::process::ExitStatus) -> u32 {
 
 /// This box's name, for messages that reach a user who may use several boxes.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "the build box".to_string())
+    Some(crate::system::hostname())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "the build box".to_string())
 }

@@ -221,11 +221,7 @@ async fn authenticate(
                 continue;
             }
         };
-        let hash = if key.algorithm().is_rsa() {
-            handle.best_supported_rsa_hash().await?.flatten()
-        } else {
-            None
-        };
+        let hash = rsa_hash(handle, key.algorithm()).await?;
         let result = handle
             .authenticate_publickey(
                 &target.user,
@@ -257,6 +253,19 @@ async fn authenticate(
     )
 }
 
+/// The signature hash for an RSA key: OpenSSH ≥ 8.8 refuses SHA-1 (`ssh-rsa`), and
+/// asking the server costs up to a second, so only RSA keys ask.
+async fn rsa_hash(
+    handle: &client::Handle<HostKeyCheck>,
+    algorithm: keys::Algorithm,
+) -> Result<Option<keys::HashAlg>, russh::Error> {
+    if algorithm.is_rsa() {
+        Ok(handle.best_supported_rsa_hash().await?.flatten())
+    } else {
+        Ok(None)
+    }
+}
+
 async fn agent_authenticate(
     handle: &mut client::Handle<HostKeyCheck>,
     target: &SshTarget,
@@ -276,11 +285,7 @@ async fn agent_authenticate(
         let keys::agent::AgentIdentity::PublicKey { key, comment } = identity else {
             continue;
         };
-        let hash = if key.algorithm().is_rsa() {
-            handle.best_supported_rsa_hash().await?.flatten()
-        } else {
-            None
-        };
+        let hash = rsa_hash(handle, key.algorithm()).await?;
         let result = handle
             .authenticate_publickey_with(&target.user, key, hash, &mut agent)
             .await?;
