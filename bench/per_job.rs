@@ -12,22 +12,24 @@
 //! blur the numbers. Machine facts and a markdown table go to stdout, progress to
 //! stderr.
 
+#[path = "support.rs"]
+mod support;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use sshcc::throwaway_box::ThrowawayBox;
+use support::{BOX_USER, Login, Stats, machine_facts, stats, tail};
 
 const DEFAULT_RUNS: usize = 21;
 const MIN_RUNS: usize = 20;
 const RUNS_VARIABLE: &str = "SSHCC_BENCH_RUNS";
-/// The box account used when the bench runs as root.
-const BOX_USER: &str = "sshcc-bench";
 /// Debian's distcc client rewrites `gcc` to the target-prefixed name before sending it.
 const BOX_COMPILER: &str = "/usr/bin/x86_64-linux-gnu-gcc";
 const DISTCCD: &str = "/usr/bin/distccd";
@@ -204,13 +206,7 @@ fn main() -> Result<()> {
         sshcc.display()
     );
 
-    let login = if running_as_root()? {
-        ensure_box_user()?;
-        check_world_executable(&sshcc)?;
-        Login::BoxUser
-    } else {
-        Login::CurrentUser(capture("id", &["-un"])?)
-    };
+    let login = Login::choose(&sshcc)?;
 
     // World-readable: the box account must read the allowlist.
     let scratch = tempfile::Builder::new()
@@ -284,22 +280,15 @@ fn main() -> Result<()> {
     }
     eprintln!();
 
-    let login_text = match &login {
-        Login::BoxUser => format!("`{BOX_USER}` (system user, login shell {box_shell})"),
-        Login::CurrentUser(name) => format!(
-            "`{name}` (current user, login shell {box_shell}; not root, so no dedicated box account — \
-             shell start-up files may add to every ssh row)"
-        ),
-    };
-    println!("{}", machine_facts(runs, &login_text)?);
+    println!(
+        "{}",
+        machine_facts(&[
+            ("box login", login.describe(&box_shell)),
+            ("runs per route", runs.to_string()),
+        ])?
+    );
     println!("{}", table(&samples));
     Ok(())
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Login {
-    BoxUser,
-    CurrentUser(String),
 }
 
 fn runs_from_env() -> Result<usize> {
@@ -316,160 +305,6 @@ fn runs_from_env() -> Result<usize> {
         "{RUNS_VARIABLE}={runs}: at least {MIN_RUNS} runs per route are needed for a meaningful p90"
     );
     Ok(runs)
-}
-
-fn running_as_root() -> Result<bool> {
-    Ok(capture("id", &["-u"])? == "0")
-}
-
-/// Creates the box account if missing and makes sure sshd will let it log in.
-fn ensure_box_user() -> Result<()> {
-    let exists = Command::new("getent")
-        .args(["passwd", BOX_USER])
-        .stdout(Stdio::null())
-        .status()
-        .context("running getent")?
-        .success();
-    if !exists {
-        eprintln!("creating system user {BOX_USER}");
-        run_checked(
-            "useradd",
-            &["--system", "--create-home", "--shell", "/bin/sh", BOX_USER],
-        )?;
-    }
-    // useradd leaves the password field at "!", which sshd (without PAM) treats as a
-    // locked account and refuses even for key logins. "*" allows no password either,
-    // but is not "locked".
-    let shadow = capture("getent", &["shadow", BOX_USER])?;
-    if shadow
-        .split(':')
-        .nth(1)
-        .is_some_and(|pw| pw.starts_with('!'))
-    {
-        eprintln!("unlocking {BOX_USER} for key logins (password field \"*\")");
-        run_checked("usermod", &["-p", "*", BOX_USER])?;
-    }
-    Ok(())
-}
-
-fn run_checked(program: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    ensure!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
-}
-
-/// The box account must be able to run the sshcc binary: o+x on it and o+x on every
-/// directory above it.
-fn check_world_executable(binary: &Path) -> Result<()> {
-    let mode = |path: &Path| -> Result<u32> {
-        Ok(fs::metadata(path)
-            .with_context(|| format!("stat {}", path.display()))?
-            .permissions()
-            .mode())
-    };
-    ensure!(
-        mode(binary)? & 0o001 != 0,
-        "{} is not executable by others, so {BOX_USER} cannot run it",
-        binary.display()
-    );
-    for dir in binary.ancestors().skip(1) {
-        if dir.as_os_str().is_empty() {
-            continue;
-        }
-        ensure!(
-            mode(dir)? & 0o001 != 0,
-            "{} is not searchable by others, so {BOX_USER} cannot reach {}",
-            dir.display(),
-            binary.display()
-        );
-    }
-    Ok(())
-}
-
-/// The first line of a command's stdout (or stderr, for `ssh -V`), trimmed.
-fn capture(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    ensure!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let text = if out.stdout.is_empty() {
-        out.stderr
-    } else {
-        out.stdout
-    };
-    Ok(String::from_utf8_lossy(&text)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned())
-}
-
-fn machine_facts(runs: usize, login: &str) -> Result<String> {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
-    let mut facts = String::from("Machine:\n\n");
-    for (name, value) in [
-        ("date", capture("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])?),
-        ("nproc", capture("nproc", &[])?),
-        ("cpu", cpu),
-        ("kernel", capture("uname", &["-sr"])?),
-        ("ssh -V", capture("ssh", &["-V"])?),
-        ("distcc --version", capture("distcc", &["--version"])?),
-        ("gcc --version", capture("gcc", &["--version"])?),
-        ("box login", login.to_owned()),
-        ("runs per route", runs.to_string()),
-    ] {
-        let _ = writeln!(facts, "- {name}: {value}");
-    }
-    Ok(facts)
-}
-
-struct Stats {
-    median: f64,
-    min: f64,
-    p90: f64,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    ms.sort_by(f64::total_cmp);
-    let n = ms.len();
-    let median = if n % 2 == 1 {
-        ms[n / 2]
-    } else {
-        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
-    };
-    // Nearest-rank percentile.
-    let p90 = ms[(n * 9).div_ceil(10) - 1];
-    Stats {
-        median,
-        min: ms[0],
-        p90,
-    }
 }
 
 fn table(samples: &[Vec<Duration>]) -> String {
@@ -499,9 +334,4 @@ fn table(samples: &[Vec<Duration>]) -> String {
         );
     }
     out
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

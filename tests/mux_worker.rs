@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{compile_locally, project_copy, sshcc, write_script};
 use sshcc::mux::client::MuxClient;
-use sshcc::protocol::{JobContext, Request, Version};
+use sshcc::protocol::{JobContext, Limits, Request, Response, Version};
 use tokio::process::{Child, Command};
 
 fn spawn_worker(cmdlist: &std::path::Path, tmp: &std::path::Path) -> Child {
@@ -28,6 +28,16 @@ async fn connect(child: &mut Child) -> MuxClient {
     MuxClient::handshake(reader, writer, Duration::from_secs(10))
         .await
         .expect("handshake")
+}
+
+/// Runs `request` over the link the way the daemon does: encoded in, encoded out.
+async fn run_job(client: &MuxClient, request: &Request) -> Response {
+    let payload = sshcc::protocol::job::encode_job(request, &JobContext::default());
+    let answer = client.run(payload).await.expect("job");
+    let mut input = &answer[..];
+    sshcc::protocol::read_response(&mut input, Version::V1, &Limits::default())
+        .await
+        .expect("a valid response")
 }
 
 fn preprocess(dir: &std::path::Path, compiler: &str, flags: &[&str], source: &str) -> Vec<u8> {
@@ -85,10 +95,7 @@ async fn forty_concurrent_jobs_over_one_stream_match_local_objects() {
             let expected = std::fs::read(dir.join(&local)).unwrap();
             let client = client.clone();
             jobs.push(tokio::spawn(async move {
-                let response = client
-                    .run(&request, &JobContext::default())
-                    .await
-                    .expect("job");
+                let response = run_job(&client, &request).await;
                 assert_eq!(
                     response.status,
                     0,
@@ -142,11 +149,7 @@ async fn a_dropped_job_is_cancelled_on_the_box() {
         source: b"int x;\n".to_vec(),
     };
     let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(2),
-        client.run(&slow_job, &JobContext::default()),
-    )
-    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(2), run_job(&client, &slow_job)).await;
     assert!(outcome.is_err(), "the slow job must still be running");
     assert!(marker.exists());
     // The link still works, and the cancelled job's directory disappears.
@@ -155,14 +158,7 @@ async fn a_dropped_job_is_cancelled_on_the_box() {
         argv: ["gcc", "-c", "y.c", "-o", "y.o"].map(String::from).to_vec(),
         source: b"int y;\n".to_vec(),
     };
-    assert_eq!(
-        client
-            .run(&quick, &JobContext::default())
-            .await
-            .unwrap()
-            .status,
-        0
-    );
+    assert_eq!(run_job(&client, &quick).await.status, 0);
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::fs::read_dir(tmp.path()).unwrap().count() > 0 {
         assert!(

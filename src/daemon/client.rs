@@ -16,7 +16,6 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use super::ipc::{Acquire, Assigned, kind};
 use super::runtime_dir::RuntimeDir;
 use crate::mux::frame::{self, Compression, Frame};
-use crate::protocol::{self, JobContext, Limits, Request, Response, Version};
 
 /// How long a freshly spawned daemon may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,24 +102,12 @@ impl DaemonClient {
         Ok(Assigned::decode(&reply.payload)?)
     }
 
-    /// Runs a job on the slot; the inner `Err` says why the host failed.
-    pub async fn run(
-        &mut self,
-        request: &Request,
-        context: &JobContext,
-    ) -> anyhow::Result<Result<Response, String>> {
-        let payload = protocol::job::encode_job(request, context);
-        let reply = self.exchange(Frame::new(kind::JOB, 0, payload)).await?;
+    /// Runs an encoded job on the slot and returns the encoded protocol-1 response;
+    /// the inner `Err` says why the host failed.
+    pub async fn run(&mut self, job_payload: Vec<u8>) -> anyhow::Result<Result<Vec<u8>, String>> {
+        let reply = self.exchange(Frame::new(kind::JOB, 0, job_payload)).await?;
         match reply.kind {
-            kind::RESULT => {
-                let mut input = &reply.payload[..];
-                Ok(Ok(protocol::read_response(
-                    &mut input,
-                    Version::V1,
-                    &Limits::default(),
-                )
-                .await?))
-            }
+            kind::RESULT => Ok(Ok(reply.payload)),
             kind::FAILED => Ok(Err(String::from_utf8_lossy(&reply.payload).into_owned())),
             other => bail!("unexpected reply kind {other}"),
         }

@@ -20,7 +20,6 @@ use tokio::sync::Notify;
 
 use crate::dispatch::Dispatcher;
 use crate::mux::frame::{self, Compression, Frame};
-use crate::protocol::{self, Limits, Version};
 use ipc::{Acquire, kind};
 use runtime_dir::RuntimeDir;
 use session::Session;
@@ -110,20 +109,16 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
                 Frame::new(kind::ASSIGNED, 0, session.acquire(&acquire).await.encode())
             }
             kind::JOB => {
-                let (job, context) =
-                    protocol::job::decode_job(&request.payload, &Limits::default()).await?;
+                // The payload goes to the box as it came, and the answer back likewise:
+                // the daemon never decodes or copies sources and objects.
                 // A wrapper that goes away (Ctrl-C) must not leave its compile running.
                 let mut probe = [0u8; 1];
                 let outcome = tokio::select! {
-                    outcome = session.run(&job, &context) => outcome,
+                    outcome = session.run(request.payload) => outcome,
                     _ = reader.read(&mut probe) => return Ok(()),
                 };
                 match outcome {
-                    Ok(response) => Frame::new(
-                        kind::RESULT,
-                        0,
-                        protocol::distcc::encode_response(Version::V1, &response),
-                    ),
+                    Ok(response) => Frame::new(kind::RESULT, 0, response),
                     Err(why) => Frame::new(kind::FAILED, 0, why.into_bytes()),
                 }
             }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::ipc::{Acquire, Assigned};
 use crate::dispatch::{Assignment, Dispatcher, LocalSlot, RemoteSlot, Route};
 use crate::hosts;
-use crate::protocol::{JobContext, Request, Response};
 
 #[derive(Debug)]
 enum Held {
@@ -72,17 +71,14 @@ impl Session {
         }
     }
 
-    /// Runs `request` on the held remote slot. `Err` means the host failed (it is backed
-    /// off and the slot released); a compile error is an `Ok` response.
-    pub async fn run(
-        &mut self,
-        request: &Request,
-        context: &JobContext,
-    ) -> Result<Response, String> {
+    /// Runs an encoded job ([`crate::protocol::job::encode_job`]) on the held remote
+    /// slot and returns the encoded protocol-1 response. `Err` means the host failed (it
+    /// is backed off and the slot released); a compile error is an `Ok` response.
+    pub async fn run(&mut self, job_payload: Vec<u8>) -> Result<Vec<u8>, String> {
         let Some(Held::Remote(slot)) = &self.held else {
             return Err("no remote slot is held for this job".to_string());
         };
-        match slot.run(request, context, self.io_timeout).await {
+        match slot.run(job_payload, self.io_timeout).await {
             Ok(response) => Ok(response),
             Err(err) => {
                 slot.mark_failed(self.backoff);

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::mux::client::{MuxClient, MuxError};
-use crate::protocol::{self, JobContext, Limits, Request, Response, Version};
+use crate::protocol::{self, Limits, Request, Response, Version};
 use crate::ssh::config::SshTarget;
 use crate::ssh::connection::SshConnection;
 
@@ -169,29 +169,27 @@ impl HostLink {
         self.ssh.label()
     }
 
-    /// Runs one job. `lzo` selects distcc protocol 2 towards a stock distccd.
-    pub async fn run(
-        &self,
-        request: &Request,
-        context: &JobContext,
-        lzo: bool,
-    ) -> Result<Response, LinkError> {
+    /// Runs one job, given and answered in encoded form (see
+    /// [`protocol::job::encode_job`]; the answer is a protocol-1 response). An sshcc box
+    /// gets the bytes as they are; a stock distccd gets the plain request in protocol 2
+    /// when `lzo` is set, else 1, and no context (distcc's protocol has no place for it).
+    pub async fn run(&self, job_payload: Vec<u8>, lzo: bool) -> Result<Vec<u8>, LinkError> {
         match &self.transport {
-            Transport::Mux(client) => client.run(request, context).await.map_err(|err| match err {
+            Transport::Mux(client) => client.run(job_payload).await.map_err(|err| match err {
                 MuxError::Lost => LinkError(format!("lost the connection to {}", self.label())),
                 other => LinkError(format!("{}: {other}", self.label())),
             }),
             Transport::Distccd { command, channels } => {
+                let (request, _context) =
+                    protocol::job::decode_job(&job_payload, &Limits::default())
+                        .await
+                        .map_err(|err| LinkError(format!("cannot decode the job: {err}")))?;
                 let _permit = channels.acquire().await.expect("semaphore never closed");
                 let version = if lzo { Version::V2 } else { Version::V1 };
-                self.run_inetd(
-                    command,
-                    &Request {
-                        version,
-                        ..request.clone()
-                    },
-                )
-                .await
+                let response = self
+                    .run_inetd(command, &Request { version, ..request })
+                    .await?;
+                Ok(protocol::distcc::encode_response(Version::V1, &response))
             }
         }
     }

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::hosts::{HostKind, HostSpec};
-use crate::protocol::{JobContext, Request, Response};
 use crate::ssh::config;
 use link::{Flavour, HostLink, LinkError};
 
@@ -76,18 +75,14 @@ impl RemoteSlot {
         self.link.flavour()
     }
 
-    /// Runs `request` on the box within `io_timeout` (`DISTCC_IO_TIMEOUT`).
+    /// Runs an encoded job on the box within `io_timeout` (`DISTCC_IO_TIMEOUT`); see
+    /// [`HostLink::run`].
     pub async fn run(
         &self,
-        request: &Request,
-        context: &JobContext,
+        job_payload: Vec<u8>,
         io_timeout: Duration,
-    ) -> Result<Response, LinkError> {
-        match tokio::time::timeout(
-            io_timeout,
-            self.link.run(request, context, self.host.spec.lzo),
-        )
-        .await
+    ) -> Result<Vec<u8>, LinkError> {
+        match tokio::time::timeout(io_timeout, self.link.run(job_payload, self.host.spec.lzo)).await
         {
             Ok(result) => result,
             Err(_) => Err(LinkError(format!(

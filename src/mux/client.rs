@@ -16,7 +16,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::frame::{self, Compression, Frame};
 use super::kind;
 use super::server::Hello;
-use crate::protocol::{self, JobContext, Limits, Request, Response, Version};
 
 /// Why a job did not get an answer over the link.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +24,6 @@ pub enum MuxError {
     NoGreeting(String),
     #[error("the connection to the box was lost")]
     Lost,
-    #[error("the box answered with a malformed response: {0}")]
-    BadResponse(String),
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>;
@@ -133,9 +130,10 @@ impl MuxClient {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Sends one job and waits for its answer. Dropping the future cancels the job on the
-    /// box (its compiler is killed).
-    pub async fn run(&self, request: &Request, context: &JobContext) -> Result<Response, MuxError> {
+    /// Sends one job (encoded by [`protocol::job::encode_job`]) and waits for the box's
+    /// answer, a distcc protocol-1 response left encoded: the daemon only forwards it.
+    /// Dropping the future cancels the job on the box (its compiler is killed).
+    pub async fn run(&self, job_payload: Vec<u8>) -> Result<Vec<u8>, MuxError> {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         self.pending
@@ -147,23 +145,18 @@ impl MuxClient {
             job,
             armed: true,
         };
-        let payload = protocol::job::encode_job(request, context);
         if self
             .outgoing
-            .send(Frame::new(kind::JOB, job, payload))
+            .send(Frame::new(kind::JOB, job, job_payload))
             .await
             .is_err()
         {
             guard.armed = false;
             return Err(MuxError::Lost);
         }
-        let payload = answered.await.map_err(|_| MuxError::Lost);
+        let answer = answered.await.map_err(|_| MuxError::Lost);
         guard.armed = false;
-        let payload = payload?;
-        let mut input = &payload[..];
-        protocol::read_response(&mut input, Version::V1, &Limits::default())
-            .await
-            .map_err(|err| MuxError::BadResponse(err.to_string()))
+        answer
     }
 }
 

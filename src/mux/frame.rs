@@ -4,6 +4,7 @@
 //! above a small size and only if the result is clearly smaller, so objects that
 //! barely compress and tiny control frames cost no CPU.
 
+use std::borrow::Cow;
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -53,8 +54,9 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// Encodes `frame`, compressing its payload when that pays.
-pub fn encode(frame: &Frame, compression: Compression) -> Vec<u8> {
+/// The header and (possibly compressed) body of `frame`, compressing when that pays.
+/// Kept apart so that an uncompressed payload is written without being copied.
+fn encode_parts(frame: &Frame, compression: Compression) -> ([u8; HEADER_LEN], Cow<'_, [u8]>) {
     let compressed = match compression {
         Compression::Zstd if frame.payload.len() >= COMPRESS_MIN => {
             zstd::bulk::compress(&frame.payload, ZSTD_LEVEL)
@@ -63,17 +65,16 @@ pub fn encode(frame: &Frame, compression: Compression) -> Vec<u8> {
         }
         _ => None,
     };
-    let (flags, payload) = match &compressed {
-        Some(packed) => (FLAG_ZSTD, packed.as_slice()),
-        None => (0, frame.payload.as_slice()),
+    let (flags, body) = match compressed {
+        Some(packed) => (FLAG_ZSTD, Cow::Owned(packed)),
+        None => (0, Cow::Borrowed(frame.payload.as_slice())),
     };
-    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
-    buf.extend_from_slice(&((HEADER_LEN - 4 + payload.len()) as u32).to_be_bytes());
-    buf.push(frame.kind);
-    buf.push(flags);
-    buf.extend_from_slice(&frame.job.to_be_bytes());
-    buf.extend_from_slice(payload);
-    buf
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&((HEADER_LEN - 4 + body.len()) as u32).to_be_bytes());
+    header[4] = frame.kind;
+    header[5] = flags;
+    header[6..].copy_from_slice(&frame.job.to_be_bytes());
+    (header, body)
 }
 
 /// Writes one frame and flushes.
@@ -82,7 +83,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     frame: &Frame,
     compression: Compression,
 ) -> io::Result<()> {
-    writer.write_all(&encode(frame, compression)).await?;
+    let (header, body) = encode_parts(frame, compression);
+    writer.write_all(&header).await?;
+    writer.write_all(&body).await?;
     writer.flush().await
 }
 
@@ -148,6 +151,11 @@ fn eof_is_truncation(err: io::Error) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode(frame: &Frame, compression: Compression) -> Vec<u8> {
+        let (header, body) = encode_parts(frame, compression);
+        [&header[..], &body].concat()
+    }
 
     #[tokio::test]
     async fn frames_round_trip_with_and_without_compression() {

@@ -259,9 +259,23 @@ impl Broker {
         request: &Request,
         context: &JobContext,
     ) -> anyhow::Result<Result<Response, String>> {
-        match self {
-            Broker::Daemon(client) => client.run(request, context).await,
-            Broker::InProcess(session) => Ok(session.run(request, context).await),
+        let job_payload = crate::protocol::job::encode_job(request, context);
+        let answer = match self {
+            Broker::Daemon(client) => client.run(job_payload).await?,
+            Broker::InProcess(session) => session.run(job_payload).await,
+        };
+        match answer {
+            Err(why) => Ok(Err(why)),
+            Ok(encoded) => {
+                let mut input = &encoded[..];
+                let limits = crate::protocol::Limits::default();
+                Ok(Ok(crate::protocol::read_response(
+                    &mut input,
+                    Version::V1,
+                    &limits,
+                )
+                .await?))
+            }
         }
     }
 

@@ -1,0 +1,221 @@
+//! What the bench targets share: the box account, running and capturing commands,
+//! machine facts and summary statistics.
+//!
+//! Included by each bench with `#[path = "support.rs"] mod support;`, so every bench
+//! compiles its own copy and uses a different subset.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+
+/// The box account used when a bench runs as root.
+pub const BOX_USER: &str = "sshcc-bench";
+
+/// Who the box logs in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// The dedicated system user [`BOX_USER`] (bench run as root).
+    BoxUser,
+    /// The current user, named here (bench not run as root).
+    CurrentUser(String),
+}
+
+impl Login {
+    /// Picks the box login: as root, creates and unlocks [`BOX_USER`] if needed and
+    /// checks that it can execute `binary`; otherwise the current user.
+    pub fn choose(binary: &Path) -> Result<Self> {
+        if running_as_root()? {
+            ensure_box_user()?;
+            check_world_executable(binary)?;
+            Ok(Login::BoxUser)
+        } else {
+            Ok(Login::CurrentUser(capture("id", &["-un"])?))
+        }
+    }
+
+    /// The "box login" fact, given the login shell the box reported.
+    pub fn describe(&self, box_shell: &str) -> String {
+        match self {
+            Login::BoxUser => format!("`{BOX_USER}` (system user, login shell {box_shell})"),
+            Login::CurrentUser(name) => format!(
+                "`{name}` (current user, login shell {box_shell}; not root, so no dedicated box account — \
+                 shell start-up files may add to every ssh row)"
+            ),
+        }
+    }
+}
+
+pub fn running_as_root() -> Result<bool> {
+    Ok(capture("id", &["-u"])? == "0")
+}
+
+/// Creates the box account if missing and makes sure sshd will let it log in.
+pub fn ensure_box_user() -> Result<()> {
+    let exists = Command::new("getent")
+        .args(["passwd", BOX_USER])
+        .stdout(Stdio::null())
+        .status()
+        .context("running getent")?
+        .success();
+    if !exists {
+        eprintln!("creating system user {BOX_USER}");
+        run_checked(
+            "useradd",
+            &["--system", "--create-home", "--shell", "/bin/sh", BOX_USER],
+        )?;
+    }
+    // useradd leaves the password field at "!", which sshd (without PAM) treats as a
+    // locked account and refuses even for key logins. "*" allows no password either,
+    // but is not "locked".
+    let shadow = capture("getent", &["shadow", BOX_USER])?;
+    if shadow
+        .split(':')
+        .nth(1)
+        .is_some_and(|pw| pw.starts_with('!'))
+    {
+        eprintln!("unlocking {BOX_USER} for key logins (password field \"*\")");
+        run_checked("usermod", &["-p", "*", BOX_USER])?;
+    }
+    Ok(())
+}
+
+pub fn run_checked(program: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    ensure!(
+        out.status.success(),
+        "{program} {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// The box account must be able to run the sshcc binary: o+x on it and o+x on every
+/// directory above it.
+pub fn check_world_executable(binary: &Path) -> Result<()> {
+    let mode = |path: &Path| -> Result<u32> {
+        Ok(fs::metadata(path)
+            .with_context(|| format!("stat {}", path.display()))?
+            .permissions()
+            .mode())
+    };
+    ensure!(
+        mode(binary)? & 0o001 != 0,
+        "{} is not executable by others, so {BOX_USER} cannot run it",
+        binary.display()
+    );
+    for dir in binary.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        ensure!(
+            mode(dir)? & 0o001 != 0,
+            "{} is not searchable by others, so {BOX_USER} cannot reach {}",
+            dir.display(),
+            binary.display()
+        );
+    }
+    Ok(())
+}
+
+/// The first line of a command's stdout (or stderr, for `ssh -V`), trimmed.
+pub fn capture(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    ensure!(
+        out.status.success(),
+        "{program} {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned())
+}
+
+/// "Machine:" and a bullet list: date, nproc, cpu, kernel, the ssh, distcc and gcc
+/// versions, then `extra`.
+pub fn machine_facts(extra: &[(&str, String)]) -> Result<String> {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let mut facts = String::from("Machine:\n\n");
+    let common = [
+        ("date", capture("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"])?),
+        ("nproc", capture("nproc", &[])?),
+        ("cpu", cpu),
+        ("kernel", capture("uname", &["-sr"])?),
+        ("ssh -V", capture("ssh", &["-V"])?),
+        ("distcc --version", capture("distcc", &["--version"])?),
+        ("gcc --version", capture("gcc", &["--version"])?),
+    ];
+    for (name, value) in common
+        .iter()
+        .map(|(name, value)| (*name, value))
+        .chain(extra.iter().map(|(name, value)| (*name, value)))
+    {
+        let _ = writeln!(facts, "- {name}: {value}");
+    }
+    Ok(facts)
+}
+
+/// Median, minimum and 90th percentile of a set of samples, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub p90: f64,
+}
+
+pub fn stats(samples: &[Duration]) -> Stats {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let n = ms.len();
+    assert!(n > 0, "no samples");
+    let median = if n % 2 == 1 {
+        ms[n / 2]
+    } else {
+        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+    };
+    // Nearest-rank percentile.
+    let p90 = ms[(n * 9).div_ceil(10) - 1];
+    Stats {
+        median,
+        min: ms[0],
+        p90,
+    }
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
