@@ -91,7 +91,7 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         .iter()
         .any(|option| first == *option || first.starts_with(&format!("{option}=")));
     if invoked_as != "distccd" && !(invoked_as.contains("sshcc") && own_option) {
-        if let Err(err) = init_logging(None, None, "warn") {
+        if let Err(err) = init_logging(None, None, "warn", true) {
             eprintln!("sshcc: {err:#}");
         }
         return crate::wrapper::run(&args);
@@ -113,6 +113,7 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         options.log_file.as_deref(),
         options.log_level.as_deref(),
         default_level,
+        false,
     ) {
         eprintln!("sshcc: {err:#}");
         return ExitCode::BadArguments.into();
@@ -233,10 +234,13 @@ fn print_hosts(slots: bool) -> std::process::ExitCode {
 
 /// Sets up `tracing`: `SSHCC_LOG` (an env-filter directive) wins, then `--log-level`,
 /// then `DISTCC_VERBOSE=1` (debug), then `default_level`.
+/// `compiling` marks the wrapper role, whose messages go to ccache's
+/// `UNCACHED_ERR_FD` when it is set.
 fn init_logging(
     log_file: Option<&Path>,
     log_level: Option<&str>,
     default_level: &str,
+    compiling: bool,
 ) -> anyhow::Result<()> {
     let directive = match (std::env::var("SSHCC_LOG").ok(), log_level) {
         (Some(directive), _) => directive,
@@ -270,7 +274,7 @@ fn init_logging(
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => match uncached_error_file() {
+        None => match uncached_error_file().filter(|_| compiling) {
             // ccache caches the compiler's stderr; messages about sshcc itself must not
             // be replayed on later cache hits, so they go where ccache says.
             Some(file) => builder

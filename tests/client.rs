@@ -727,3 +727,22 @@ fn sshcc_finding_itself_as_the_compiler_stops_with_distccs_recursion_code() {
         .env("_SSHCC_SAFEGUARD", "1"));
     assert_eq!(output.status.code(), Some(111), "{}", stderr(&output));
 }
+
+#[test]
+fn the_daemon_keeps_none_of_the_builds_descriptors_open() {
+    let lab = Lab::new();
+    let dir = lab.project("descriptors");
+    // Like make's jobserver pipe or ccache's UNCACHED_ERR_FD: a descriptor inherited
+    // without close-on-exec. If the daemon the wrapper starts kept it, this command's
+    // output would not end until the daemon exits.
+    let script = format!(
+        "exec 5>&2; UNCACHED_ERR_FD=5 {} gcc -c geometry.c -o g.o",
+        sshcc().display()
+    );
+    let output = run(lab.command("sh").current_dir(&dir).args(["-c", &script]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        lab.path("runtime/daemon.sock").exists(),
+        "the build's output ended only because the daemon exited"
+    );
+}

@@ -148,14 +148,21 @@ fn spawn_daemon(dir: &RuntimeDir) -> anyhow::Result<()> {
     let mut command = std::process::Command::new(exe);
     command
         .arg("--daemon")
+        // ccache's descriptor for messages belongs to one compile, not to the daemon.
+        .env_remove("UNCACHED_ERR_FD")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .current_dir("/");
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    // SAFETY: setsid(2) and close_range(2) are async-signal-safe and touch no memory of
+    // the parent.
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
+            // Descriptors the wrapper inherited without close-on-exec (make's jobserver
+            // pipe, ccache's stderr, the build's output pipe) would otherwise stay open for
+            // the daemon's whole life, and whoever waits for them to close would hang.
+            libc::close_range(3, libc::c_uint::MAX, 0);
             Ok(())
         });
     }
