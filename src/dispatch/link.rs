@@ -62,8 +62,12 @@ enum Transport {
 impl HostLink {
     /// Connects to `target` and starts `command --mux`; falls back to distccd's per-job
     /// mode when the command does not speak it.
-    pub async fn open(target: &SshTarget, command: &str) -> anyhow::Result<Self> {
-        let ssh = SshConnection::connect(target).await?;
+    pub async fn open(
+        target: &SshTarget,
+        config_file: Option<&std::path::Path>,
+        command: &str,
+    ) -> anyhow::Result<Self> {
+        let ssh = SshConnection::connect(target, config_file).await?;
         let channel = ssh
             .exec(&format!("{command} --mux"))
             .await

@@ -286,7 +286,7 @@ impl Dispatcher {
         };
         let target = config::resolve(name, user.as_deref(), host.ssh_config.as_deref())?;
         let command = command.as_deref().unwrap_or(DEFAULT_REMOTE_COMMAND);
-        let opened = Arc::new(HostLink::open(&target, command).await?);
+        let opened = Arc::new(HostLink::open(&target, host.ssh_config.as_deref(), command).await?);
         *link = Some(opened.clone());
         Ok(opened)
     }

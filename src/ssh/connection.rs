@@ -5,6 +5,9 @@
 //! algorithms already known for the host are negotiated first, and authentication tries
 //! the configured identity files, then the agent, never prompting: a build cannot answer.
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,10 +25,22 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// and its jobs move elsewhere.
 const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// How many ProxyJump hops (including hops of hops) a connection may take.
+const MAX_JUMPS: usize = 8;
+
 /// An authenticated connection; channels are opened on it concurrently.
 pub struct SshConnection {
     handle: client::Handle<HostKeyCheck>,
     label: String,
+    /// What carries the connection when it is not a direct TCP connection: the jump
+    /// host's connection, or the ProxyCommand process. Kept alive with it.
+    _carrier: Option<Carrier>,
+}
+
+/// Held only to keep the carrier alive for as long as the connection.
+enum Carrier {
+    Jump { _connection: Box<SshConnection> },
+    Command { _process: tokio::process::Child },
 }
 
 impl std::fmt::Debug for SshConnection {
@@ -37,47 +52,97 @@ impl std::fmt::Debug for SshConnection {
 }
 
 impl SshConnection {
-    /// Connects and authenticates to `target`.
-    pub async fn connect(target: &SshTarget) -> anyhow::Result<Self> {
-        let label = format!("{}@{}:{}", target.user, target.hostname, target.port);
-        let known_hosts = KnownHosts::load(&target.known_hosts_files());
-        let name = target.host_key_name().to_string();
-        let key_port = target.host_key_port();
-        let mut config = client::Config {
-            nodelay: true,
-            keepalive_interval: Some(target.server_alive_interval.unwrap_or(DEFAULT_KEEPALIVE)),
-            keepalive_max: target.server_alive_count_max.max(1) as usize,
-            window_size: 8 << 20,
-            ..Default::default()
-        };
-        prefer_known_algorithms(&mut config, &known_hosts, &name, key_port);
-        let verdict = Arc::new(Mutex::new(None));
-        let check = HostKeyCheck {
-            known_hosts,
-            name,
-            port: key_port,
-            policy: target.strict_host_key_checking,
-            learn_file: target.user_known_hosts_files.first().cloned(),
-            hash: target.hash_known_hosts,
-            refusal: verdict.clone(),
-        };
-        let timeout = target.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let address = (target.hostname.as_str(), target.port);
-        let connecting = client::connect(Arc::new(config), address, check);
-        let mut handle = match tokio::time::timeout(timeout, connecting).await {
-            Err(_) => bail!("timed out after {timeout:?} connecting to {label}"),
-            Ok(Err(err)) => {
-                if let Some(refusal) = verdict.lock().expect("verdict lock").take() {
-                    bail!("{refusal}");
+    /// Connects and authenticates to `target`, through its ProxyJump hosts or
+    /// ProxyCommand if it has them. `config_file` is the ssh_config the target came
+    /// from, to resolve jump hosts the same way.
+    pub async fn connect(target: &SshTarget, config_file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::connect_hop(target.clone(), config_file.map(Path::to_path_buf), 0).await
+    }
+
+    fn connect_hop(
+        target: SshTarget,
+        config_file: Option<PathBuf>,
+        depth: usize,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Self>> + Send>> {
+        Box::pin(async move {
+            let label = format!("{}@{}:{}", target.user, target.hostname, target.port);
+            let timeout = target.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            let (config, check, refusal) = client_config(&target);
+            let jumps = target
+                .proxy_jump
+                .as_deref()
+                .filter(|jumps| *jumps != "none");
+            let proxy_command = target
+                .proxy_command
+                .as_deref()
+                .filter(|command| *command != "none");
+            let connecting = async {
+                match (jumps, proxy_command) {
+                    (Some(jumps), _) => {
+                        anyhow::ensure!(
+                            depth < MAX_JUMPS,
+                            "more than {MAX_JUMPS} ProxyJump hops to reach {label}"
+                        );
+                        let hop = jump_host(jumps, config_file.as_deref())?;
+                        let hop = Self::connect_hop(hop, config_file.clone(), depth + 1).await?;
+                        let channel = hop
+                            .handle
+                            .channel_open_direct_tcpip(
+                                target.hostname.as_str(),
+                                target.port.into(),
+                                "127.0.0.1",
+                                0,
+                            )
+                            .await
+                            .with_context(|| format!("{} cannot forward to {label}", hop.label))?;
+                        let handle =
+                            client::connect_stream(config, channel.into_stream(), check).await;
+                        Ok((
+                            handle,
+                            Some(Carrier::Jump {
+                                _connection: Box::new(hop),
+                            }),
+                        ))
+                    }
+                    (None, Some(command)) => {
+                        let mut child = spawn_proxy_command(command, &target)?;
+                        let stream = tokio::io::join(
+                            child.stdout.take().expect("piped stdout"),
+                            child.stdin.take().expect("piped stdin"),
+                        );
+                        let handle = client::connect_stream(config, stream, check).await;
+                        Ok((handle, Some(Carrier::Command { _process: child })))
+                    }
+                    (None, None) => {
+                        let handle =
+                            client::connect(config, (target.hostname.as_str(), target.port), check)
+                                .await;
+                        Ok((handle, None))
+                    }
                 }
-                return Err(anyhow!(err).context(format!("cannot connect to {label}")));
-            }
-            Ok(Ok(handle)) => handle,
-        };
-        tokio::time::timeout(timeout, authenticate(&mut handle, target))
-            .await
-            .map_err(|_| anyhow!("timed out after {timeout:?} authenticating to {label}"))??;
-        Ok(SshConnection { handle, label })
+            };
+            let (handle, carrier) = match tokio::time::timeout(timeout, connecting).await {
+                Err(_) => bail!("timed out after {timeout:?} connecting to {label}"),
+                Ok(result) => result?,
+            };
+            let mut handle = match handle {
+                Ok(handle) => handle,
+                Err(err) => {
+                    if let Some(refusal) = refusal.lock().expect("verdict lock").take() {
+                        bail!("{refusal}");
+                    }
+                    return Err(anyhow!(err).context(format!("cannot connect to {label}")));
+                }
+            };
+            tokio::time::timeout(timeout, authenticate(&mut handle, &target))
+                .await
+                .map_err(|_| anyhow!("timed out after {timeout:?} authenticating to {label}"))??;
+            Ok(SshConnection {
+                handle,
+                label,
+                _carrier: carrier,
+            })
+        })
     }
 
     /// `user@host:port`, for messages.
@@ -96,6 +161,112 @@ impl SshConnection {
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
     }
+}
+
+/// russh settings and the host-key check for `target`; the shared slot receives the
+/// reason when the key is refused (russh itself only says "unknown key").
+fn client_config(
+    target: &SshTarget,
+) -> (
+    Arc<client::Config>,
+    HostKeyCheck,
+    Arc<Mutex<Option<String>>>,
+) {
+    let known_hosts = KnownHosts::load(&target.known_hosts_files());
+    let name = target.host_key_name().to_string();
+    let key_port = target.host_key_port();
+    let mut config = client::Config {
+        nodelay: true,
+        keepalive_interval: Some(target.server_alive_interval.unwrap_or(DEFAULT_KEEPALIVE)),
+        keepalive_max: target.server_alive_count_max.max(1) as usize,
+        window_size: 8 << 20,
+        ..Default::default()
+    };
+    prefer_known_algorithms(&mut config, &known_hosts, &name, key_port);
+    let refusal = Arc::new(Mutex::new(None));
+    let check = HostKeyCheck {
+        known_hosts,
+        name,
+        port: key_port,
+        policy: target.strict_host_key_checking,
+        learn_file: target.user_known_hosts_files.first().cloned(),
+        hash: target.hash_known_hosts,
+        refusal: refusal.clone(),
+    };
+    (Arc::new(config), check, refusal)
+}
+
+/// The host a ProxyJump list makes us connect through: its last entry, reached itself
+/// through the entries before it (as `ssh -J a,b target` does), or through its own
+/// configuration when it is the first.
+fn jump_host(jumps: &str, config_file: Option<&Path>) -> anyhow::Result<SshTarget> {
+    let hops: Vec<&str> = jumps
+        .split(',')
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+        .collect();
+    let (last, earlier) = hops.split_last().context("empty ProxyJump")?;
+    let spec = last.strip_prefix("ssh://").unwrap_or(last);
+    let (user, host_port) = match spec.rsplit_once('@') {
+        Some((user, rest)) => (Some(user), rest),
+        None => (None, spec),
+    };
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed
+                .split_once(']')
+                .context("unclosed [ in ProxyJump")?;
+            (host, rest.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    let port = port
+        .map(|port| {
+            port.parse::<u16>()
+                .with_context(|| format!("bad port in ProxyJump {last:?}"))
+        })
+        .transpose()?;
+    let mut target = super::config::resolve_with_port(host, user, port, config_file)?;
+    if !earlier.is_empty() {
+        target.proxy_jump = Some(earlier.join(","));
+        target.proxy_command = None;
+    }
+    Ok(target)
+}
+
+/// Starts a ProxyCommand (with OpenSSH's `%h`, `%p`, `%r`, `%n` and `%%`) whose stdio
+/// carries the connection.
+fn spawn_proxy_command(command: &str, target: &SshTarget) -> anyhow::Result<tokio::process::Child> {
+    let mut expanded = String::with_capacity(command.len());
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            expanded.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => expanded.push_str(&target.hostname),
+            Some('p') => expanded.push_str(&target.port.to_string()),
+            Some('r') => expanded.push_str(&target.user),
+            Some('n') => expanded.push_str(&target.alias),
+            Some('%') => expanded.push('%'),
+            other => bail!(
+                "unsupported token %{} in ProxyCommand {command:?}",
+                other.unwrap_or(' ')
+            ),
+        }
+    }
+    tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("exec {expanded}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run ProxyCommand {expanded:?}"))
 }
 
 /// Puts the host-key algorithms known_hosts already has for this host first, as OpenSSH
