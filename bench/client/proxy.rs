@@ -134,16 +134,39 @@ async fn serve(
     server.set_nodelay(true)?;
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
+    let trace =
+        std::env::var_os("SSHCC_BENCH_TRACE_PROXY").map(|_| (target.port(), Instant::now()));
     tokio::join!(
-        pump(client_read, server_write, delay, &counters.up),
-        pump(server_read, client_write, delay, &counters.down),
+        pump(
+            client_read,
+            server_write,
+            delay,
+            &counters.up,
+            trace.map(|(p, t)| (p, "up", t))
+        ),
+        pump(
+            server_read,
+            client_write,
+            delay,
+            &counters.down,
+            trace.map(|(p, t)| (p, "down", t))
+        ),
     );
     Ok(())
 }
 
 /// Forwards one direction: a reader stamps and queues chunks as they arrive, a writer
 /// sends each at its due time. `None` in the queue is end of stream.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration, count: &AtomicU64) {
+/// `trace` (target port, direction, connection start), set by the environment variable
+/// `SSHCC_BENCH_TRACE_PROXY`, prints every chunk to stderr: a debugging aid for counting
+/// round trips.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    delay: Duration,
+    count: &AtomicU64,
+    trace: Option<(u16, &str, Instant)>,
+) {
     let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Option<Vec<u8>>)>();
     let read = async move {
         let mut buf = vec![0u8; 64 << 10];
@@ -153,6 +176,13 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration, 
                 Ok(n) => Some(buf[..n].to_vec()),
             };
             let at = Instant::now() + delay;
+            if let Some((port, direction, start)) = trace {
+                eprintln!(
+                    "proxy→{port} {direction:>4} {:>9.3} ms {:>7} bytes",
+                    (at - delay - start).as_secs_f64() * 1e3,
+                    chunk.as_ref().map_or(0, Vec::len)
+                );
+            }
             let end = match &chunk {
                 Some(bytes) => {
                     count.fetch_add(bytes.len() as u64, Ordering::SeqCst);

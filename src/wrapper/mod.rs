@@ -43,6 +43,9 @@ struct Settings {
     ssh_config: Option<PathBuf>,
     no_daemon: bool,
     no_rewrite_cross: bool,
+    /// `SSHCC_PREPROCESS=classic`: classic `-E` towards sshcc boxes too, trading exact
+    /// diagnostics and `-g` columns for less upload and less work on the box.
+    classic_preprocessing: bool,
 }
 
 impl Settings {
@@ -75,6 +78,15 @@ impl Settings {
                 .or_else(|| config.ssh_config.clone()),
             no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
             no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
+            classic_preprocessing: match var("SSHCC_PREPROCESS").as_deref() {
+                None | Some("" | "directives-only") => false,
+                Some("classic") => true,
+                Some(other) => {
+                    return Err(format!(
+                        "SSHCC_PREPROCESS={other:?}: use classic or directives-only"
+                    ));
+                }
+            },
         })
     }
 }
@@ -353,6 +365,7 @@ async fn distribute(
             }
         };
         let mode = match flavour {
+            Flavour::Sshcc if settings.classic_preprocessing => Mode::Classic,
             Flavour::Sshcc => Mode::for_sshcc_box(&invocation.argv[0]),
             Flavour::Distccd => Mode::Classic,
         };
