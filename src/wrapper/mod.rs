@@ -355,11 +355,12 @@ async fn distribute(
                 tracing::info!("{input} → localhost");
                 return compile_locally(invocation);
             }
-            Ok(Assigned::NoHosts(why)) => return no_remote_host(invocation, settings, &why),
+            Ok(Assigned::NoHosts(why)) => return no_remote_host(invocation, settings, input, &why),
             Err(err) => {
                 return no_remote_host(
                     invocation,
                     settings,
+                    input,
                     &format!("the sshcc daemon failed: {err:#}"),
                 );
             }
@@ -416,6 +417,7 @@ async fn distribute(
                 return no_remote_host(
                     invocation,
                     settings,
+                    input,
                     &format!("the sshcc daemon failed: {err:#}"),
                 );
             }
@@ -478,8 +480,7 @@ fn classify(status: u32) -> Outcome {
 }
 
 /// No box took the job: compile here unless the user said not to.
-fn no_remote_host(invocation: &Invocation, settings: &Settings, why: &str) -> u8 {
-    let input = &invocation.argv[args::scan(&invocation.argv).map_or(0, |scan| scan.input)];
+fn no_remote_host(invocation: &Invocation, settings: &Settings, input: &str, why: &str) -> u8 {
     if settings.fallback {
         tracing::warn!("{why}; compiling {input} locally");
         compile_locally(invocation)

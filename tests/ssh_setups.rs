@@ -1,6 +1,7 @@
-//! Boxes reached through a ProxyJump bastion or a ProxyCommand, over pooled russh
-//! connections. (Both "hosts" live on loopback here; the network-namespace test that
-//! makes the target unreachable except through the bastion is still to come.)
+//! Real SSH setups: boxes reached through a ProxyJump bastion or a ProxyCommand, and
+//! keys held only by `ssh-agent`. (The bastion test runs both hosts on loopback; the
+//! network-namespace version that makes the target unreachable except through the
+//! bastion is still to come.)
 
 mod common;
 
@@ -94,4 +95,76 @@ fn proxy_jump_and_proxy_command_reach_the_box() {
         std::fs::read(dir.join("g.o")).unwrap(),
         std::fs::read(dir.join("local.o")).unwrap()
     );
+}
+
+#[test]
+fn a_key_held_only_by_ssh_agent_authenticates() {
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("list");
+    std::fs::write(&list, ALLOWLIST).unwrap();
+    let target = ThrowawayBox::builder()
+        .env("DISTCC_CMDLIST", list.to_str().unwrap())
+        .start()
+        .unwrap();
+    // The same host, but no key file: only what the agent holds.
+    let config_text: String = std::fs::read_to_string(target.ssh_config())
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            !line.trim_start().starts_with("IdentityFile")
+                && !line.trim_start().starts_with("IdentitiesOnly")
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config = scratch.path().join("agent_config");
+    std::fs::write(&config, config_text).unwrap();
+    let socket = scratch.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = run(Command::new("ssh-add")
+        .arg(target.client_key())
+        .env("SSH_AUTH_SOCK", &socket));
+    assert!(added.status.success(), "{}", stderr(&added));
+
+    let project = project_copy();
+    let dir = project.path();
+    let compile = |agent_socket: Option<&Path>| {
+        let mut command = Command::new(sshcc());
+        command
+            .current_dir(dir)
+            .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
+            .env("SSHCC_HOSTS", format!("@box/4:{}", sshcc().display()))
+            .env("SSHCC_SSH_CONFIG", &config)
+            .env("SSHCC_NO_DAEMON", "1")
+            .env("DISTCC_FALLBACK", "0")
+            .env_remove("SSH_AUTH_SOCK");
+        if let Some(socket) = agent_socket {
+            command.env("SSH_AUTH_SOCK", socket);
+        }
+        run(&mut command)
+    };
+    let output = compile(Some(&socket));
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Without the agent nothing can authenticate, and the error says what was tried.
+    let output = compile(None);
+    assert_eq!(output.status.code(), Some(116));
+    assert!(
+        stderr(&output).contains("authentication to"),
+        "{}",
+        stderr(&output)
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
