@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools sshcc's tests drive for real: OpenSSH (the
-# throwaway build boxes), distcc (the baseline sshcc is compared against) and
-# the compilers. Idempotent: does nothing when everything is present.
+# throwaway build boxes), distcc (the baseline sshcc is compared against), the
+# compilers, iproute2 (network namespaces for the bastion test) and binutils
+# (objdump compares DWARF line tables). Idempotent: does nothing when everything is present.
 #
 # If installing openssh-server makes Debian start the system ssh service, we
 # leave it be: the tests only ever use their own sshd on ephemeral ports.
@@ -13,6 +14,9 @@ required=(
   /usr/sbin/sshd openssh-server
   ssh openssh-client
   ssh-keygen openssh-client
+  ssh-agent openssh-client
+  /usr/sbin/ip iproute2
+  objdump binutils
   distcc distcc
   distccd distcc
   gcc gcc

@@ -44,6 +44,8 @@ pub struct BoxBuilder {
     env: Vec<(String, String)>,
     max_sessions: Option<u32>,
     login_user: Option<String>,
+    /// A network namespace to run sshd in, and its address there.
+    netns: Option<(String, Ipv4Addr)>,
 }
 
 impl BoxBuilder {
@@ -72,6 +74,14 @@ impl BoxBuilder {
     /// root can serve another account.
     pub fn login_user(mut self, user: impl Into<String>) -> Self {
         self.login_user = Some(user.into());
+        self
+    }
+
+    /// Runs sshd inside the network namespace `netns` (which the caller set up, e.g.
+    /// with `ip netns add` and veth pairs), listening on `address` there. Tests use
+    /// this to put a box where only a bastion can reach it. Needs root.
+    pub fn in_netns(mut self, netns: impl Into<String>, address: Ipv4Addr) -> Self {
+        self.netns = Some((netns.into(), address));
         self
     }
 
@@ -120,10 +130,22 @@ impl BoxBuilder {
 
         let mut lost_races = String::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let port = pick_port()?;
+            // A fresh namespace has every port free, and ours cannot be probed there.
+            let port = match &self.netns {
+                Some(_) => 20_000 + (std::process::id() % 20_000) as u16 + attempt as u16,
+                None => pick_port()?,
+            };
             self.write_configs(&paths, &user, &host_pub, port)?;
             let log = File::create(&paths.log).context("creating the sshd log")?;
-            let mut child = Command::new(SSHD)
+            let mut sshd = match &self.netns {
+                Some((netns, _)) => {
+                    let mut command = Command::new("ip");
+                    command.args(["netns", "exec", netns, SSHD]);
+                    command
+                }
+                None => Command::new(SSHD),
+            };
+            let mut child = sshd
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")
@@ -134,7 +156,7 @@ impl BoxBuilder {
                 .spawn()
                 .with_context(|| format!("spawning {SSHD}"))?;
 
-            match wait_until_ready(&mut child, &paths, port) {
+            match wait_until_ready(&mut child, &paths, self.netns.as_ref(), port) {
                 Ok(()) => {
                     tracing::debug!(
                         port,
@@ -218,8 +240,9 @@ impl BoxBuilder {
     }
 
     fn write_configs(&self, paths: &BoxPaths, user: &str, host_pub: &str, port: u16) -> Result<()> {
+        let address = self.address();
         let mut sshd_config = format!(
-            "ListenAddress 127.0.0.1\n\
+            "ListenAddress {address}\n\
              Port {port}\n\
              HostKey {host_key}\n\
              AuthorizedKeysFile {authorized_keys}\n\
@@ -247,13 +270,13 @@ impl BoxBuilder {
 
         fs::write(
             &paths.known_hosts,
-            format!("[127.0.0.1]:{port} {host_pub}\n"),
+            format!("[{address}]:{port} {host_pub}\n"),
         )
         .context("writing known_hosts")?;
 
         let ssh_config = format!(
             "Host {HOST_ALIAS}\n  \
-               HostName 127.0.0.1\n  \
+               HostName {address}\n  \
                Port {port}\n  \
                User {user}\n  \
                IdentityFile {client_key}\n  \
@@ -267,6 +290,14 @@ impl BoxBuilder {
         );
         fs::write(&paths.ssh_config, ssh_config).context("writing ssh_config")?;
         Ok(())
+    }
+}
+
+impl BoxBuilder {
+    fn address(&self) -> Ipv4Addr {
+        self.netns
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |(_, address)| *address)
     }
 }
 
@@ -385,12 +416,42 @@ enum NotReady {
 /// Waits for sshd's banner, then proves the whole setup (host key, client
 /// key, user) with a real login so that a broken box fails here rather than
 /// somewhere inside the test that uses it.
-fn wait_until_ready(child: &mut Child, paths: &BoxPaths, port: u16) -> Result<(), NotReady> {
+fn wait_until_ready(
+    child: &mut Child,
+    paths: &BoxPaths,
+    netns: Option<&(String, Ipv4Addr)>,
+    port: u16,
+) -> Result<(), NotReady> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let exited = |child: &mut Child| match child.try_wait() {
         Ok(status) => Ok(status),
         Err(err) => Err(NotReady::Failed(anyhow!(err).context("polling sshd"))),
     };
+    if let Some((netns, _)) = netns {
+        // The box may be unreachable from here by design: log in from inside its
+        // namespace, retrying until sshd listens.
+        loop {
+            if let Some(status) = exited(child)? {
+                return Err(NotReady::Exited(status));
+            }
+            let login = run_with_deadline(
+                Command::new("ip")
+                    .args(["netns", "exec", netns, "ssh", "-F"])
+                    .arg(&paths.ssh_config)
+                    .args([HOST_ALIAS, "true"]),
+                Instant::now() + Duration::from_secs(5),
+            );
+            match login {
+                Ok(()) => return Ok(()),
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                Err(err) => {
+                    return Err(NotReady::Failed(
+                        err.context("test login inside the namespace failed"),
+                    ));
+                }
+            }
+        }
+    }
     loop {
         if let Some(status) = exited(child)? {
             return Err(NotReady::Exited(status));

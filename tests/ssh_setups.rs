@@ -1,7 +1,6 @@
 //! Real SSH setups: boxes reached through a ProxyJump bastion or a ProxyCommand, and
-//! keys held only by `ssh-agent`. (The bastion test runs both hosts on loopback; the
-//! network-namespace version that makes the target unreachable except through the
-//! bastion is still to come.)
+//! keys held only by `ssh-agent`. Both hosts live on loopback here; tests/bastion.rs
+//! puts the target where only the bastions can reach it.
 
 mod common;
 
