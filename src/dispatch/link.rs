@@ -25,6 +25,8 @@ const GREETING_TIMEOUT: Duration = Duration::from_secs(20);
 /// channel, so stay below it and retry refusals.
 const EXEC_CHANNELS_PER_CONNECTION: usize = 8;
 const CHANNEL_OPEN_RETRIES: u32 = 25;
+/// distcc's own TCP connect timeout (`dcc_connect_timeout`).
+const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 /// The last bytes of the box worker's stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
 
@@ -46,17 +48,24 @@ pub struct LinkError(pub String);
 /// A connection to one box and the way jobs use it.
 #[derive(Debug)]
 pub struct HostLink {
-    ssh: SshConnection,
+    label: String,
     transport: Transport,
 }
 
 #[derive(Debug)]
 enum Transport {
-    Mux(MuxClient),
+    Mux {
+        ssh: SshConnection,
+        client: MuxClient,
+    },
     Distccd {
+        ssh: SshConnection,
         command: String,
         channels: Semaphore,
     },
+    /// A stock `distccd --daemon` over plain TCP: one connection per job, as distcc's
+    /// protocol has no way to reuse one.
+    Tcp { host: String, port: u16 },
 }
 
 impl HostLink {
@@ -121,8 +130,8 @@ impl HostLink {
                     client.hello().hostname
                 );
                 Ok(HostLink {
-                    ssh,
-                    transport: Transport::Mux(client),
+                    label: ssh.label().to_string(),
+                    transport: Transport::Mux { ssh, client },
                 })
             }
             Err(err) => {
@@ -143,8 +152,9 @@ impl HostLink {
                     ssh.label()
                 );
                 Ok(HostLink {
-                    ssh,
+                    label: ssh.label().to_string(),
                     transport: Transport::Distccd {
+                        ssh,
                         command: command.to_string(),
                         channels: Semaphore::new(EXEC_CHANNELS_PER_CONNECTION),
                     },
@@ -153,24 +163,35 @@ impl HostLink {
         }
     }
 
+    /// A TCP host: nothing to open until a job needs it.
+    pub fn tcp(host: &str, port: u16) -> Self {
+        HostLink {
+            label: format!("{host}:{port}"),
+            transport: Transport::Tcp {
+                host: host.to_string(),
+                port,
+            },
+        }
+    }
+
     pub fn flavour(&self) -> Flavour {
         match self.transport {
-            Transport::Mux(_) => Flavour::Sshcc,
-            Transport::Distccd { .. } => Flavour::Distccd,
+            Transport::Mux { .. } => Flavour::Sshcc,
+            Transport::Distccd { .. } | Transport::Tcp { .. } => Flavour::Distccd,
         }
     }
 
     /// Whether the connection or its worker is gone (then the pool opens a new one).
     pub fn is_closed(&self) -> bool {
-        self.ssh.is_closed()
-            || match &self.transport {
-                Transport::Mux(client) => client.is_closed(),
-                Transport::Distccd { .. } => false,
-            }
+        match &self.transport {
+            Transport::Mux { ssh, client } => ssh.is_closed() || client.is_closed(),
+            Transport::Distccd { ssh, .. } => ssh.is_closed(),
+            Transport::Tcp { .. } => false,
+        }
     }
 
     pub fn label(&self) -> &str {
-        self.ssh.label()
+        &self.label
     }
 
     /// Runs one job, given and answered in encoded form (see
@@ -178,31 +199,82 @@ impl HostLink {
     /// gets the bytes as they are; a stock distccd gets the plain request in protocol 2
     /// when `lzo` is set, else 1, and no context (distcc's protocol has no place for it).
     pub async fn run(&self, job_payload: Vec<u8>, lzo: bool) -> Result<Vec<u8>, LinkError> {
-        match &self.transport {
-            Transport::Mux(client) => client.run(job_payload).await.map_err(|err| match err {
+        if let Transport::Mux { client, .. } = &self.transport {
+            return client.run(job_payload).await.map_err(|err| match err {
                 MuxError::Lost => LinkError(format!("lost the connection to {}", self.label())),
                 other => LinkError(format!("{}: {other}", self.label())),
-            }),
-            Transport::Distccd { command, channels } => {
-                let (request, _context) =
-                    protocol::job::decode_job(&job_payload, &Limits::default())
-                        .await
-                        .map_err(|err| LinkError(format!("cannot decode the job: {err}")))?;
-                let _permit = channels.acquire().await.expect("semaphore never closed");
-                let version = if lzo { Version::V2 } else { Version::V1 };
-                let response = self
-                    .run_inetd(command, &Request { version, ..request })
-                    .await?;
-                Ok(protocol::distcc::encode_response(Version::V1, &response))
-            }
+            });
         }
+        let (request, _context) = protocol::job::decode_job(&job_payload, &Limits::default())
+            .await
+            .map_err(|err| LinkError(format!("cannot decode the job: {err}")))?;
+        let version = if lzo { Version::V2 } else { Version::V1 };
+        let request = Request { version, ..request };
+        let response = match &self.transport {
+            Transport::Distccd {
+                ssh,
+                command,
+                channels,
+            } => {
+                let _permit = channels.acquire().await.expect("semaphore never closed");
+                self.run_inetd(ssh, command, &request).await?
+            }
+            Transport::Tcp { host, port } => self.run_tcp(host, *port, &request).await?,
+            Transport::Mux { .. } => unreachable!("handled above"),
+        };
+        Ok(protocol::distcc::encode_response(Version::V1, &response))
     }
 
-    async fn run_inetd(&self, command: &str, request: &Request) -> Result<Response, LinkError> {
+    /// One job over TCP to `distccd --daemon`, with distcc's 4-second connect timeout.
+    async fn run_tcp(
+        &self,
+        host: &str,
+        port: u16,
+        request: &Request,
+    ) -> Result<Response, LinkError> {
+        let connect = tokio::net::TcpStream::connect((host, port));
+        let mut stream = match tokio::time::timeout(TCP_CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                return Err(LinkError(format!(
+                    "cannot connect to {}: {err}",
+                    self.label()
+                )));
+            }
+            Err(_) => {
+                return Err(LinkError(format!(
+                    "timed out connecting to {}",
+                    self.label()
+                )));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.split();
+        // distccd reads the whole request before answering, and treats EOF as the client
+        // going away, so write everything, keep the socket open, then read.
+        protocol::write_request(&mut writer, request)
+            .await
+            .map_err(|err| LinkError(format!("{}: sending the job failed: {err}", self.label())))?;
+        protocol::read_response(&mut reader, request.version, &Limits::default())
+            .await
+            .map_err(|err| {
+                LinkError(format!(
+                    "{}: no valid answer from distccd ({err})",
+                    self.label()
+                ))
+            })
+    }
+
+    async fn run_inetd(
+        &self,
+        ssh: &SshConnection,
+        command: &str,
+        request: &Request,
+    ) -> Result<Response, LinkError> {
         let remote = format!("{command} --inetd --enable-tcp-insecure");
         let mut attempt = 0;
         let channel = loop {
-            match self.ssh.exec(&remote).await {
+            match ssh.exec(&remote).await {
                 Ok(channel) => break channel,
                 // sshd refuses sessions beyond MaxSessions until it reaps closed ones.
                 Err(russh::Error::ChannelOpenFailure(_)) if attempt < CHANNEL_OPEN_RETRIES => {

@@ -170,7 +170,6 @@ impl Dispatcher {
                         && !route.excluded.contains(&spec.text)
                         && !unreachable.contains(&spec.text)
                 })
-                .filter(|spec| !matches!(spec.kind, HostKind::Tcp { .. }))
                 .map(|spec| self.state(spec, &route.ssh_config))
                 .filter(|host| !self.backed_off(host))
                 .collect();
@@ -276,17 +275,19 @@ impl Dispatcher {
         {
             return Ok(existing.clone());
         }
-        let HostKind::Ssh {
-            user,
-            host: name,
-            command,
-        } = &host.spec.kind
-        else {
-            anyhow::bail!("{} is not an SSH host", host.spec.text);
+        let opened = match &host.spec.kind {
+            HostKind::Ssh {
+                user,
+                host: name,
+                command,
+            } => {
+                let target = config::resolve(name, user.as_deref(), host.ssh_config.as_deref())?;
+                let command = command.as_deref().unwrap_or(DEFAULT_REMOTE_COMMAND);
+                Arc::new(HostLink::open(&target, host.ssh_config.as_deref(), command).await?)
+            }
+            HostKind::Tcp { host: name, port } => Arc::new(HostLink::tcp(name, *port)),
+            HostKind::Local => anyhow::bail!("{} runs locally", host.spec.text),
         };
-        let target = config::resolve(name, user.as_deref(), host.ssh_config.as_deref())?;
-        let command = command.as_deref().unwrap_or(DEFAULT_REMOTE_COMMAND);
-        let opened = Arc::new(HostLink::open(&target, host.ssh_config.as_deref(), command).await?);
         *link = Some(opened.clone());
         Ok(opened)
     }

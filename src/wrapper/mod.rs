@@ -311,19 +311,7 @@ async fn distribute(
 ) -> u8 {
     let input = invocation.argv[scan.input].as_str();
     let host_list = match load_hosts(config) {
-        Ok(Some(list)) if !list.hosts.is_empty() => {
-            for spec in list
-                .hosts
-                .iter()
-                .filter(|spec| matches!(spec.kind, HostKind::Tcp { .. }))
-            {
-                tracing::warn!(
-                    "TCP host {} is not supported yet (only @ssh hosts and localhost); skipping it",
-                    spec.text
-                );
-            }
-            list
-        }
+        Ok(Some(list)) if !list.hosts.is_empty() => list,
         Ok(_) => {
             tracing::warn!(
                 "no hosts configured (SSHCC_HOSTS, DISTCC_HOSTS or a hosts file); compiling {input} locally"
