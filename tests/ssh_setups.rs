@@ -167,3 +167,33 @@ fn a_key_held_only_by_ssh_agent_authenticates() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+#[test]
+fn distcc_ssh_options_reach_ssh_like_they_do_for_distcc() {
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("list");
+    std::fs::write(&list, ALLOWLIST).unwrap();
+    let target = ThrowawayBox::builder()
+        .env("DISTCC_CMDLIST", list.to_str().unwrap())
+        .start()
+        .unwrap();
+    let project = project_copy();
+    let dir = project.path();
+    // The ssh_config comes only from DISTCC_SSH, as a distcc user would have it.
+    let output = run(Command::new(sshcc())
+        .current_dir(dir)
+        .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
+        .env("SSHCC_HOSTS", format!("@box/4:{}", sshcc().display()))
+        .env(
+            "DISTCC_SSH",
+            format!(
+                "ssh -o ConnectTimeout=5 -F {}",
+                target.ssh_config().display()
+            ),
+        )
+        .env_remove("SSHCC_SSH_CONFIG")
+        .env("SSHCC_NO_DAEMON", "1")
+        .env("DISTCC_FALLBACK", "0"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.join("g.o").exists());
+}

@@ -31,6 +31,8 @@ pub struct Acquire {
     /// Host entries in the order to use them (already shuffled for `--randomize`).
     pub hosts: Vec<String>,
     pub ssh_config: Option<PathBuf>,
+    /// Options for `ssh` from `DISTCC_SSH`.
+    pub ssh_options: Vec<String>,
     pub backoff_secs: u32,
     pub io_timeout_secs: u32,
     /// Entries that already failed this job.
@@ -48,6 +50,7 @@ impl Acquire {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
             )
+            .strings(&self.ssh_options)
             .u32(self.backoff_secs)
             .u32(self.io_timeout_secs)
             .strings(&self.excluded)
@@ -61,6 +64,7 @@ impl Acquire {
             ssh_config: Some(reader.string()?)
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            ssh_options: reader.strings()?,
             backoff_secs: reader.u32()?,
             io_timeout_secs: reader.u32()?,
             excluded: reader.strings()?,
@@ -122,6 +126,7 @@ mod tests {
         let acquire = Acquire {
             hosts: vec!["@box/8".into(), "localhost/2".into()],
             ssh_config: Some("/tmp/cfg".into()),
+            ssh_options: vec!["-p".into(), "2222".into()],
             backoff_secs: 60,
             io_timeout_secs: 300,
             excluded: vec!["@box/8".into()],

@@ -48,7 +48,10 @@ impl Session {
         };
         let route = Route {
             hosts: specs,
-            ssh_config: request.ssh_config.clone(),
+            ssh: crate::ssh::config::ClientOptions {
+                config_file: request.ssh_config.clone(),
+                extra: request.ssh_options.clone(),
+            },
             backoff: self.backoff,
             excluded: request.excluded.clone(),
         };

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::mux::client::{MuxClient, MuxError};
 use crate::protocol::{self, Limits, Request, Response, Version};
-use crate::ssh::config::SshTarget;
+use crate::ssh::config::{ClientOptions, SshTarget};
 use crate::ssh::connection::SshConnection;
 
 /// How long a box may take to greet: covers a cold login shell on a slow box.
@@ -73,10 +73,10 @@ impl HostLink {
     /// mode when the command does not speak it.
     pub async fn open(
         target: &SshTarget,
-        config_file: Option<&std::path::Path>,
+        options: &ClientOptions,
         command: &str,
     ) -> anyhow::Result<Self> {
-        let ssh = SshConnection::connect(target, config_file).await?;
+        let ssh = SshConnection::connect(target, options).await?;
         let channel = ssh
             .exec(&format!("{command} --mux"))
             .await

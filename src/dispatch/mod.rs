@@ -9,14 +9,13 @@
 pub mod link;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::hosts::{HostKind, HostSpec};
-use crate::ssh::config;
+use crate::ssh::config::{self, ClientOptions};
 use link::{Flavour, HostLink, LinkError};
 
 /// The remote command when the host entry names none.
@@ -26,8 +25,8 @@ pub const DEFAULT_REMOTE_COMMAND: &str = "sshcc";
 #[derive(Debug, Clone)]
 pub struct Route {
     pub hosts: Vec<HostSpec>,
-    /// `SSHCC_SSH_CONFIG`: an ssh_config file used instead of `~/.ssh/config`.
-    pub ssh_config: Option<PathBuf>,
+    /// How to run `ssh` for SSH hosts (`SSHCC_SSH_CONFIG`, `DISTCC_SSH`'s options).
+    pub ssh: ClientOptions,
     /// `DISTCC_BACKOFF_PERIOD`: how long a failed host is avoided.
     pub backoff: Duration,
     /// Host entries (by [`HostSpec::text`]) that already failed this job.
@@ -50,7 +49,7 @@ pub enum Assignment {
 struct HostState {
     key: String,
     spec: HostSpec,
-    ssh_config: Option<PathBuf>,
+    ssh: ClientOptions,
     busy: Mutex<u32>,
     backoff_until: Mutex<Option<Instant>>,
     /// Serialises connecting, so 64 concurrent first jobs open one connection.
@@ -131,15 +130,9 @@ impl Dispatcher {
         Arc::new(Self::default())
     }
 
-    fn state(&self, spec: &HostSpec, ssh_config: &Option<PathBuf>) -> Arc<HostState> {
-        let key = format!(
-            "{}\u{0}{}",
-            spec.text,
-            ssh_config
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        );
+    fn state(&self, spec: &HostSpec, ssh: &ClientOptions) -> Arc<HostState> {
+        // Different ssh settings may reach a different machine under the same name.
+        let key = format!("{}\u{0}{ssh:?}", spec.text);
         self.hosts
             .lock()
             .expect("hosts lock")
@@ -148,7 +141,7 @@ impl Dispatcher {
                 Arc::new(HostState {
                     key,
                     spec: spec.clone(),
-                    ssh_config: ssh_config.clone(),
+                    ssh: ssh.clone(),
                     busy: Mutex::new(0),
                     backoff_until: Mutex::new(None),
                     link: tokio::sync::Mutex::new(None),
@@ -170,7 +163,7 @@ impl Dispatcher {
                         && !route.excluded.contains(&spec.text)
                         && !unreachable.contains(&spec.text)
                 })
-                .map(|spec| self.state(spec, &route.ssh_config))
+                .map(|spec| self.state(spec, &route.ssh))
                 .filter(|host| !self.backed_off(host))
                 .collect();
             if candidates.is_empty() {
@@ -281,9 +274,9 @@ impl Dispatcher {
                 host: name,
                 command,
             } => {
-                let target = config::resolve(name, user.as_deref(), host.ssh_config.as_deref())?;
+                let target = config::resolve_with(name, user.as_deref(), None, &host.ssh)?;
                 let command = command.as_deref().unwrap_or(DEFAULT_REMOTE_COMMAND);
-                Arc::new(HostLink::open(&target, host.ssh_config.as_deref(), command).await?)
+                Arc::new(HostLink::open(&target, &host.ssh, command).await?)
             }
             HostKind::Tcp { host: name, port } => Arc::new(HostLink::tcp(name, *port)),
             HostKind::Local => anyhow::bail!("{} runs locally", host.spec.text),

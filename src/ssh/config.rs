@@ -118,10 +118,29 @@ impl SshTarget {
     }
 }
 
+/// How sshcc runs `ssh -G`, the way the user runs `ssh`: an ssh_config file
+/// (`SSHCC_SSH_CONFIG`, like `ssh -F`) and command-line options taken from distcc's
+/// `DISTCC_SSH` (`-p`, `-i`, `-o Key=Value`, `-J`, …, which OpenSSH itself interprets).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientOptions {
+    pub config_file: Option<PathBuf>,
+    pub extra: Vec<String>,
+}
+
 /// Resolves `alias` through OpenSSH's configuration (`config_file`, or else
 /// `~/.ssh/config` and `/etc/ssh/ssh_config`), optionally overriding the login user.
 pub fn resolve(alias: &str, user: Option<&str>, config_file: Option<&Path>) -> Result<SshTarget> {
     resolve_with_port(alias, user, None, config_file)
+}
+
+/// Resolves `alias` with `options`, optionally overriding the login user and port.
+pub fn resolve_with(
+    alias: &str,
+    user: Option<&str>,
+    port: Option<u16>,
+    options: &ClientOptions,
+) -> Result<SshTarget> {
+    resolve_using(OsStr::new("ssh"), alias, user, port, options)
 }
 
 /// Like [`resolve`], also overriding the port (`ssh -p`), which like `-l` takes
@@ -132,7 +151,11 @@ pub fn resolve_with_port(
     port: Option<u16>,
     config_file: Option<&Path>,
 ) -> Result<SshTarget> {
-    resolve_using(OsStr::new("ssh"), alias, user, port, config_file)
+    let options = ClientOptions {
+        config_file: config_file.map(Path::to_path_buf),
+        extra: Vec::new(),
+    };
+    resolve_using(OsStr::new("ssh"), alias, user, port, &options)
 }
 
 fn resolve_using(
@@ -140,13 +163,15 @@ fn resolve_using(
     alias: &str,
     user: Option<&str>,
     port: Option<u16>,
-    config_file: Option<&Path>,
+    options: &ClientOptions,
 ) -> Result<SshTarget> {
     ensure!(!alias.is_empty(), "empty SSH host name");
     let mut cmd = Command::new(ssh);
     // -T only silences "Pseudo-terminal will not be allocated" on stderr.
     cmd.arg("-G").arg("-T");
-    if let Some(file) = config_file {
+    cmd.args(&options.extra);
+    // After the extra options: ssh uses the last -F, and SSHCC_SSH_CONFIG wins.
+    if let Some(file) = &options.config_file {
         cmd.arg("-F").arg(file);
     }
     if let Some(user) = user {
@@ -736,7 +761,7 @@ Host included
             "box",
             None,
             None,
-            None,
+            &ClientOptions::default(),
         )
         .unwrap_err();
         let msg = format!("{err:#}");

@@ -6,7 +6,7 @@
 //! the configured identity files, then the agent, never prompting: a build cannot answer.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use anyhow::{Context, anyhow, bail};
 use russh::client;
 use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
-use super::config::{SshTarget, StrictHostKeyChecking};
+use super::config::{ClientOptions, SshTarget, StrictHostKeyChecking};
 use super::known_hosts::{self, KnownHosts, Verdict};
 
 /// Used when the config sets no ConnectTimeout: long enough for a slow VPN, short
@@ -53,15 +53,15 @@ impl std::fmt::Debug for SshConnection {
 
 impl SshConnection {
     /// Connects and authenticates to `target`, through its ProxyJump hosts or
-    /// ProxyCommand if it has them. `config_file` is the ssh_config the target came
+    /// ProxyCommand if it has them. `options` are those the target was resolved with,
     /// from, to resolve jump hosts the same way.
-    pub async fn connect(target: &SshTarget, config_file: Option<&Path>) -> anyhow::Result<Self> {
-        Self::connect_hop(target.clone(), config_file.map(Path::to_path_buf), 0).await
+    pub async fn connect(target: &SshTarget, options: &ClientOptions) -> anyhow::Result<Self> {
+        Self::connect_hop(target.clone(), options.clone(), 0).await
     }
 
     fn connect_hop(
         target: SshTarget,
-        config_file: Option<PathBuf>,
+        options: ClientOptions,
         depth: usize,
     ) -> Pin<Box<dyn Future<Output = anyhow::Result<Self>> + Send>> {
         Box::pin(async move {
@@ -83,8 +83,8 @@ impl SshConnection {
                             depth < MAX_JUMPS,
                             "more than {MAX_JUMPS} ProxyJump hops to reach {label}"
                         );
-                        let hop = jump_host(jumps, config_file.as_deref())?;
-                        let hop = Self::connect_hop(hop, config_file.clone(), depth + 1).await?;
+                        let hop = jump_host(jumps, &options)?;
+                        let hop = Self::connect_hop(hop, options.clone(), depth + 1).await?;
                         let channel = hop
                             .handle
                             .channel_open_direct_tcpip(
@@ -199,7 +199,7 @@ fn client_config(
 /// The host a ProxyJump list makes us connect through: its last entry, reached itself
 /// through the entries before it (as `ssh -J a,b target` does), or through its own
 /// configuration when it is the first.
-fn jump_host(jumps: &str, config_file: Option<&Path>) -> anyhow::Result<SshTarget> {
+fn jump_host(jumps: &str, options: &ClientOptions) -> anyhow::Result<SshTarget> {
     let hops: Vec<&str> = jumps
         .split(',')
         .map(str::trim)
@@ -229,7 +229,7 @@ fn jump_host(jumps: &str, config_file: Option<&Path>) -> anyhow::Result<SshTarge
                 .with_context(|| format!("bad port in ProxyJump {last:?}"))
         })
         .transpose()?;
-    let mut target = super::config::resolve_with_port(host, user, port, config_file)?;
+    let mut target = super::config::resolve_with(host, user, port, options)?;
     if !earlier.is_empty() {
         target.proxy_jump = Some(earlier.join(","));
         target.proxy_command = None;

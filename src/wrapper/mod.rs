@@ -41,6 +41,8 @@ struct Settings {
     backoff_secs: u32,
     io_timeout_secs: u32,
     ssh_config: Option<PathBuf>,
+    /// `ssh` options from distcc's `DISTCC_SSH`, for `ssh -G`.
+    ssh_options: Vec<String>,
     no_daemon: bool,
     no_rewrite_cross: bool,
     /// `SSHCC_PREPROCESS=classic`: classic `-E` towards sshcc boxes too, trading exact
@@ -76,6 +78,10 @@ impl Settings {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
                 .or_else(|| config.ssh_config.clone()),
+            ssh_options: match var("DISTCC_SSH") {
+                Some(command) => ssh_options_from(&command)?,
+                None => Vec::new(),
+            },
             no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
             no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
             classic_preprocessing: match var("SSHCC_PREPROCESS").as_deref() {
@@ -89,6 +95,54 @@ impl Settings {
             },
         })
     }
+}
+
+/// The options of distcc's `DISTCC_SSH` (`ssh -p 2222 -i key -o Opt=val`), split like a
+/// shell would (quotes, backslashes) without touching the variable, to hand to `ssh -G`
+/// so OpenSSH interprets them. A program other than `ssh` cannot be used: sshcc makes
+/// its own connections.
+fn ssh_options_from(command: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '\'' => {
+                let quoted: String = chars.by_ref().take_while(|&c| c != '\'').collect();
+                word.get_or_insert_with(String::new).push_str(&quoted);
+            }
+            '"' => {
+                let current = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => current.extend(chars.next()),
+                        Some(c) => current.push(c),
+                        None => {
+                            return Err(format!("DISTCC_SSH={command:?} has an unclosed quote"));
+                        }
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    let Some((program, options)) = words.split_first() else {
+        return Ok(Vec::new());
+    };
+    if Path::new(program)
+        .file_name()
+        .is_none_or(|name| name != "ssh")
+    {
+        tracing::warn!(
+            "DISTCC_SSH program {program:?} is not ssh; sshcc makes its own SSH connections and ignores it"
+        );
+        return Ok(Vec::new());
+    }
+    Ok(options.to_vec())
 }
 
 /// The host list, in sshcc's order: `SSHCC_HOSTS`, `DISTCC_HOSTS`, the config file's
@@ -331,6 +385,7 @@ async fn distribute(
     let mut acquire = Acquire {
         hosts: entries_for_dispatch(&host_list, config),
         ssh_config: settings.ssh_config.clone(),
+        ssh_options: settings.ssh_options.clone(),
         backoff_secs: settings.backoff_secs,
         io_timeout_secs: settings.io_timeout_secs,
         excluded: Vec::new(),
@@ -572,6 +627,17 @@ mod tests {
                 "localhost"
             ]
         );
+    }
+
+    #[test]
+    fn distcc_ssh_options_are_split_like_a_shell_would() {
+        assert_eq!(
+            ssh_options_from("ssh -p 2222  -o 'ProxyJump=a b' -i \"/k e y\" -F\\ x").unwrap(),
+            ["-p", "2222", "-o", "ProxyJump=a b", "-i", "/k e y", "-F x"]
+        );
+        assert!(ssh_options_from("/usr/bin/ssh").unwrap().is_empty());
+        assert!(ssh_options_from("fakessh -x").unwrap().is_empty());
+        assert!(ssh_options_from("ssh -o \"x").is_err());
     }
 
     #[test]
