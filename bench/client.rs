@@ -8,11 +8,13 @@
 //! 3. a clean `-j4` build of Lua 5.4's library (from the `lua-src` crate) on loopback:
 //!    wall time and client CPU per job, objects checked against a local build;
 //! 4. bytes on the wire per job for that build through the proxy;
-//! 5. ratio and speed of LZO1X-1, zstd 1/3 and LZ4 on the build's payloads.
+//! 5. ratio and speed of LZO1X-1, zstd 1/3 and LZ4 on the build's payloads;
+//! 6. one tiny compile at a time to a target behind a bastion (`ProxyJump`), both hops
+//!    through the delay proxy, against distcc TCP through one delayed hop.
 //!
 //! `SSHCC_BENCH_RUNS` (default 21) sets the timed tiny compiles per route,
 //! `SSHCC_BENCH_BUILDS` (default 5) the timed builds per route, and
-//! `SSHCC_BENCH_SECTIONS` (e.g. `1,3`; default all) which sections run. For diagnosis,
+//! `SSHCC_BENCH_SECTIONS` (e.g. `1,3`; default all six) which sections run. For diagnosis,
 //! `SSHCC_BENCH_DISTCCD_NICE` overrides the TCP distccd's niceness (default 5) and
 //! `SSHCC_BENCH_TRACE_PROXY=1` prints every chunk the proxies forward. Machine facts and
 //! markdown tables go to stdout, progress to stderr.
@@ -22,7 +24,11 @@
 //! `/bin/sh` when run as root, like `per_job`. distccd for the TCP routes runs as
 //! `distccd --daemon` on an ephemeral port of 127.0.0.1. Every distributed job runs with
 //! `DISTCC_FALLBACK=0`, and each run is checked to have really compiled remotely.
+//! Section 6 adds a second box as the bastion (see [`bastion`]); the build box is its
+//! target.
 
+#[path = "client/bastion.rs"]
+mod bastion;
 #[path = "client/cgroup.rs"]
 mod cgroup;
 #[path = "client/compression.rs"]
@@ -67,8 +73,9 @@ const SLOTS: usize = 4;
 const LOCAL_JOBS: usize = 2;
 const TINY_SOURCE: &str = "tiny.c";
 const TINY_OBJECT: &str = "tiny.o";
-/// What the sshcc wrapper logs (at info) for a job that ran on a box.
-const SSHCC_REMOTE_MARK: &str = " → @box/";
+/// What the sshcc wrapper logs (at info) for a job that ran on a host, before the host's
+/// name (`x.c → @box/4 (12 ms)`).
+const SSHCC_REMOTE_MARK: &str = " → @";
 /// What sshd logs (LogLevel VERBOSE) for each authenticated connection.
 const SSHD_LOGIN_MARK: &str = "Accepted publickey";
 /// What distccd logs for each finished job.
@@ -94,6 +101,9 @@ enum Net {
     Loopback,
     /// Through a [`DelayProxy`].
     Delayed,
+    /// To the host `target` (the box) with `ProxyJump bastion`: client → proxy →
+    /// bastion's sshd, then bastion → proxy → the box's sshd (section 6).
+    Bastion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +139,10 @@ impl Route {
         if self.lzo {
             label.push_str(", lzo");
         }
-        if self.net == Net::Delayed && self.via != Via::Local {
-            label.push_str(" (20 ms RTT)");
+        match self.net {
+            Net::Delayed if self.via != Via::Local => label.push_str(" (20 ms RTT)"),
+            Net::Bastion => label.push_str(" via bastion (2 hops × 20 ms RTT)"),
+            _ => {}
         }
         label
     }
@@ -157,6 +169,14 @@ const TINY_DELAYED: [Route; 4] = [
     Route::new(Via::DistccSsh, Net::Delayed),
     Route::new(Via::DistccSshMaster, Net::Delayed),
     Route::new(Via::Sshcc, Net::Delayed),
+];
+/// Section 6: the reference is distcc TCP through one delayed hop.
+const TINY_BASTION: [Route; 5] = [
+    Route::new(Via::Local, Net::Loopback),
+    Route::new(Via::DistccTcp, Net::Delayed),
+    Route::new(Via::DistccSsh, Net::Bastion),
+    Route::new(Via::DistccSshMaster, Net::Bastion),
+    Route::new(Via::Sshcc, Net::Bastion),
 ];
 const BUILD_ROUTES: [Route; 4] = [
     Route::new(Via::Local, Net::Loopback),
@@ -199,10 +219,14 @@ const SCRUBBED_ENV: &[&str] = &[
     "MAKELEVEL",
 ];
 
-/// Everything one network (loopback or delayed) offers the routes.
+/// Everything one network (loopback, delayed or behind the bastion) offers the routes.
 struct Network {
-    /// Where distcc finds distccd (the daemon, or a proxy in front of it).
+    /// Where distcc finds distccd (the daemon, or a proxy in front of it); 0 where no
+    /// distcc TCP route goes (behind the bastion).
     tcp_port: u16,
+    /// The `Host` the SSH routes name, and the job slots of its host entry.
+    host: &'static str,
+    slots: usize,
     /// ssh_config for per-job ssh, for the ControlMaster, and for sshcc; on loopback
     /// all three are the box's own, behind the proxy each has its own proxy.
     ssh_config: PathBuf,
@@ -210,14 +234,32 @@ struct Network {
     sshcc_config: PathBuf,
     /// `SSHCC_RUNTIME_DIR` of this network's sshcc daemon.
     runtime_dir: PathBuf,
+    /// The proxies the client connects to.
     proxies: Option<Proxies>,
+    /// Behind the bastion: the proxies the bastion connects to (in front of the box).
+    second_hop: Option<Proxies>,
+    /// Behind the bastion: the bastion itself.
+    bastion_box: Option<ThrowawayBox>,
 }
 
 struct Proxies {
-    tcp: DelayProxy,
+    /// `None` where no distcc TCP route goes.
+    tcp: Option<DelayProxy>,
     ssh: DelayProxy,
     master: DelayProxy,
     sshcc: DelayProxy,
+}
+
+impl Proxies {
+    fn of(&self, via: Via) -> Option<&DelayProxy> {
+        match via {
+            Via::Local => None,
+            Via::DistccTcp => self.tcp.as_ref(),
+            Via::DistccSsh => Some(&self.ssh),
+            Via::DistccSshMaster => Some(&self.master),
+            Via::Sshcc => Some(&self.sshcc),
+        }
+    }
 }
 
 struct Bench {
@@ -232,11 +274,13 @@ struct Bench {
     distccd: Distccd,
     loopback: Network,
     delayed: Network,
-    /// Masters started, by config file, to stop at the end.
-    masters: Vec<PathBuf>,
+    /// Section 6's network, set up only when that section runs.
+    bastion: Option<Network>,
+    /// Masters started, by config file and host, to stop at the end.
+    masters: Vec<(PathBuf, &'static str)>,
     /// Runtime dirs whose daemon was started, to stop at the end.
     daemons: Vec<PathBuf>,
-    /// Owns the proxies' tasks; declared after `delayed` so it outlives them.
+    /// Owns the proxies' tasks; declared after the networks so it outlives them.
     _runtime: tokio::runtime::Runtime,
     /// Holds the box's sshd and distccd with everything they start (`None` when no
     /// cgroup can be made); last, so it is removed after the box is gone.
@@ -248,24 +292,37 @@ impl Bench {
         match net {
             Net::Loopback => &self.loopback,
             Net::Delayed => &self.delayed,
+            Net::Bastion => self
+                .bastion
+                .as_ref()
+                .expect("the bastion network is set up when section 6 runs"),
         }
     }
 
+    /// The proxy the client's connections of `route` go through.
     fn proxy(&self, route: Route) -> Option<&DelayProxy> {
-        let proxies = self.network(route.net).proxies.as_ref()?;
-        Some(match route.via {
-            Via::Local => return None,
-            Via::DistccTcp => &proxies.tcp,
-            Via::DistccSsh => &proxies.ssh,
-            Via::DistccSshMaster => &proxies.master,
-            Via::Sshcc => &proxies.sshcc,
-        })
+        self.network(route.net).proxies.as_ref()?.of(route.via)
+    }
+
+    /// Behind the bastion, the proxy between the bastion and the box for `route`.
+    fn second_hop_proxy(&self, route: Route) -> Option<&DelayProxy> {
+        self.network(route.net).second_hop.as_ref()?.of(route.via)
     }
 
     fn traffic(&self, route: Route) -> Traffic {
         self.proxy(route)
             .map(DelayProxy::traffic)
             .unwrap_or_default()
+    }
+
+    fn second_hop_traffic(&self, route: Route) -> Traffic {
+        self.second_hop_proxy(route)
+            .map(DelayProxy::traffic)
+            .unwrap_or_default()
+    }
+
+    fn bastion_box(&self) -> Option<&ThrowawayBox> {
+        self.bastion.as_ref()?.bastion_box.as_ref()
     }
 
     fn master_options(&self) -> [String; 6] {
@@ -296,7 +353,8 @@ impl Bench {
             env
         };
         let distcc = vec!["distcc".to_owned(), "gcc".to_owned()];
-        let box_hosts = format!("@box/{SLOTS}:{DISTCCD}{lzo}");
+        let (host, slots) = (network.host, network.slots);
+        let box_hosts = format!("@{host}/{slots}:{DISTCCD}{lzo}");
         match route.via {
             Via::Local => Compiler {
                 words: vec!["gcc".to_owned()],
@@ -329,7 +387,7 @@ impl Bench {
                 env: vec![
                     (
                         "SSHCC_HOSTS",
-                        format!("@box/{SLOTS}:{}", self.sshcc.display()),
+                        format!("@{host}/{slots}:{}", self.sshcc.display()),
                     ),
                     (
                         "SSHCC_SSH_CONFIG",
@@ -356,6 +414,9 @@ impl Bench {
         Ok(Evidence {
             distccd_jobs: self.distccd.log()?.matches(DISTCCD_JOB_MARK).count(),
             ssh_logins: self.build_box.log().matches(SSHD_LOGIN_MARK).count(),
+            bastion_logins: self
+                .bastion_box()
+                .map_or(0, |b| b.log().matches(SSHD_LOGIN_MARK).count()),
         })
     }
 
@@ -379,6 +440,22 @@ impl Bench {
             after = self.evidence()?;
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
+        if route.net == Net::Bastion {
+            // Per-job ssh logs in to the bastion once per job, the ControlMaster route
+            // never, and sshcc only when its daemon connects to the box (a warm-up).
+            let expected = match route.via {
+                Via::DistccSsh => jobs,
+                Via::Sshcc => after.ssh_logins - before.ssh_logins,
+                _ => 0,
+            };
+            let logins = after.bastion_logins - before.bastion_logins;
+            ensure!(
+                logins == expected,
+                "{}: expected {expected} new logins to the bastion, saw {logins}; stderr:\n{}",
+                route.label(),
+                tail(&stderr, 20)
+            );
+        }
         let (what, seen) = match route.via {
             Via::Local => return Ok(()),
             Via::DistccTcp => (
@@ -400,7 +477,12 @@ impl Bench {
             }
             Via::Sshcc => (
                 "remote-job lines from the sshcc wrapper",
-                stderr.matches(SSHCC_REMOTE_MARK).count(),
+                stderr
+                    .matches(&format!(
+                        "{SSHCC_REMOTE_MARK}{}/",
+                        self.network(route.net).host
+                    ))
+                    .count(),
             ),
         };
         ensure!(
@@ -428,12 +510,14 @@ impl Bench {
         prepare(&mut cmd, &compiler);
         let evidence = self.evidence()?;
         let traffic = self.traffic(route);
+        let second_hop = self.second_hop_traffic(route);
         let started = Instant::now();
         let output = cmd
             .output()
             .with_context(|| format!("running {}", route.label()))?;
         let elapsed = started.elapsed();
         let traffic = self.traffic(route) - traffic;
+        let second_hop = self.second_hop_traffic(route) - second_hop;
         self.check_output(route, &output)?;
         let size = fs::metadata(&object).map(|m| m.len()).unwrap_or(0);
         ensure!(
@@ -446,6 +530,7 @@ impl Bench {
         Ok(TinySample {
             wall: elapsed,
             traffic,
+            second_hop,
             reported_ms: reported_ms(&String::from_utf8_lossy(&output.stderr)),
         })
     }
@@ -454,8 +539,14 @@ impl Bench {
         if output.status.success() {
             return Ok(());
         }
+        let bastion = match (route.net, self.bastion_box()) {
+            (Net::Bastion, Some(bastion)) => {
+                format!("\nbastion sshd log (tail):\n{}", tail(&bastion.log(), 10))
+            }
+            _ => String::new(),
+        };
         bail!(
-            "{} failed ({}):\n{}{}\nsshd log (tail):\n{}\ndistccd log (tail):\n{}",
+            "{} failed ({}):\n{}{}\nsshd log (tail):\n{}\ndistccd log (tail):\n{}{bastion}",
             route.label(),
             output.status,
             String::from_utf8_lossy(&output.stdout),
@@ -538,13 +629,13 @@ impl Bench {
         self.box_cgroup.as_ref().map(CpuCgroup::usage).transpose()
     }
 
-    /// Starts the ControlMaster for `config` (untimed) and remembers to stop it.
-    fn start_master(&mut self, config: &Path) -> Result<()> {
+    /// Starts the ControlMaster for `host` of `config` (untimed) and remembers to stop it.
+    fn start_master(&mut self, config: &Path, host: &'static str) -> Result<()> {
         let status = Command::new("ssh")
             .arg("-F")
             .arg(config)
             .args(self.master_options())
-            .args(["box", "true"])
+            .args([host, "true"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -554,12 +645,12 @@ impl Bench {
             status.success(),
             "starting the ControlMaster failed ({status})"
         );
-        self.masters.push(config.to_path_buf());
+        self.masters.push((config.to_path_buf(), host));
         let check = Command::new("ssh")
             .arg("-F")
             .arg(config)
             .args(self.master_options())
-            .args(["-O", "check", "box"])
+            .args(["-O", "check", host])
             .stdin(Stdio::null())
             .output()?;
         ensure!(
@@ -574,12 +665,12 @@ impl Bench {
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        for config in &self.masters {
+        for (config, host) in &self.masters {
             let _ = Command::new("ssh")
                 .arg("-F")
                 .arg(config)
                 .args(self.master_options())
-                .args(["-O", "exit", "box"])
+                .args(["-O", "exit", host])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -612,7 +703,10 @@ fn prepare(cmd: &mut Command, compiler: &Compiler) {
 #[derive(Debug, Clone, Copy)]
 struct TinySample {
     wall: Duration,
+    /// Through the proxy the client connects to.
     traffic: Traffic,
+    /// Behind the bastion, through the proxy between the bastion and the box.
+    second_hop: Traffic,
     /// What the sshcc wrapper logged as the job's time in the daemon and on the box.
     reported_ms: Option<f64>,
 }
@@ -630,6 +724,8 @@ fn reported_ms(stderr: &str) -> Option<f64> {
 struct Evidence {
     distccd_jobs: usize,
     ssh_logins: usize,
+    /// Logins to section 6's bastion (0 when it is not set up).
+    bastion_logins: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -989,6 +1085,53 @@ fn find_daemon(runtime_dir: &Path) -> Result<Option<i32>> {
     }
 }
 
+/// Section 6's network: the bastion box, a delay proxy per SSH route in front of it and
+/// one in front of the build box, and an ssh_config per route naming `target` with
+/// `ProxyJump bastion` (see [`bastion`]).
+fn bastion_network(
+    target: &ThrowawayBox,
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    login_user: Option<&str>,
+    user: &str,
+) -> Result<Network> {
+    let bastion_box = bastion::start(login_user)?;
+    let proxies = |to: u16| -> Result<Proxies> {
+        Ok(Proxies {
+            tcp: None,
+            ssh: DelayProxy::start(runtime, to, DELAY)?,
+            master: DelayProxy::start(runtime, to, DELAY)?,
+            sshcc: DelayProxy::start(runtime, to, DELAY)?,
+        })
+    };
+    let first = proxies(bastion_box.port())?;
+    let second = proxies(target.port())?;
+    let config = |name: &str, via: Via| -> Result<PathBuf> {
+        let port = |p: &Proxies| p.of(via).map(DelayProxy::port).expect("an SSH route");
+        bastion::ssh_config(
+            &bastion_box,
+            target,
+            dir,
+            name,
+            port(&first),
+            port(&second),
+            user,
+        )
+    };
+    Ok(Network {
+        tcp_port: 0,
+        host: bastion::TARGET_HOST,
+        slots: 1,
+        ssh_config: config("ssh", Via::DistccSsh)?,
+        master_config: config("master", Via::DistccSshMaster)?,
+        sshcc_config: config("sshcc", Via::Sshcc)?,
+        runtime_dir: dir.join("rt-bastion"),
+        proxies: Some(first),
+        second_hop: Some(second),
+        bastion_box: Some(bastion_box),
+    })
+}
+
 /// An ssh_config reaching the box through the proxy on `port`, with a known_hosts file
 /// holding the box's real host key under `[127.0.0.1]:<port>`.
 fn proxied_ssh_config(
@@ -998,11 +1141,7 @@ fn proxied_ssh_config(
     port: u16,
     user: &str,
 ) -> Result<PathBuf> {
-    let known = fs::read_to_string(build_box.known_hosts()).context("reading known_hosts")?;
-    let key = known
-        .lines()
-        .find_map(|line| line.split_once(' ').map(|(_, key)| key.trim().to_owned()))
-        .context("the box's known_hosts is empty")?;
+    let key = bastion::host_key(build_box)?;
     let known_hosts = dir.join(format!("known_hosts-{name}"));
     fs::write(&known_hosts, format!("[127.0.0.1]:{port} {key}\n"))?;
     let config = dir.join(format!("ssh_config-{name}"));
@@ -1035,14 +1174,14 @@ fn env_count(name: &str, default: usize) -> Result<usize> {
 
 fn sections() -> Result<Vec<u8>> {
     let Ok(text) = std::env::var("SSHCC_BENCH_SECTIONS") else {
-        return Ok(vec![1, 2, 3, 4, 5]);
+        return Ok(vec![1, 2, 3, 4, 5, 6]);
     };
     text.split(',')
         .map(|s| {
-            let n: u8 = s.trim().parse().context("SSHCC_BENCH_SECTIONS: 1 to 5")?;
+            let n: u8 = s.trim().parse().context("SSHCC_BENCH_SECTIONS: 1 to 6")?;
             ensure!(
-                (1..=5).contains(&n),
-                "SSHCC_BENCH_SECTIONS: 1 to 5, not {n}"
+                (1..=6).contains(&n),
+                "SSHCC_BENCH_SECTIONS: 1 to 6, not {n}"
             );
             Ok(n)
         })
@@ -1141,13 +1280,15 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let proxies = Proxies {
-        tcp: DelayProxy::start(&runtime, distccd.port, DELAY)?,
+        tcp: Some(DelayProxy::start(&runtime, distccd.port, DELAY)?),
         ssh: DelayProxy::start(&runtime, build_box.port(), DELAY)?,
         master: DelayProxy::start(&runtime, build_box.port(), DELAY)?,
         sshcc: DelayProxy::start(&runtime, build_box.port(), DELAY)?,
     };
     let delayed = Network {
-        tcp_port: proxies.tcp.port(),
+        tcp_port: proxies.tcp.as_ref().map_or(0, DelayProxy::port),
+        host: "box",
+        slots: SLOTS,
         ssh_config: proxied_ssh_config(
             &build_box,
             &scratch_path,
@@ -1171,14 +1312,33 @@ fn main() -> Result<()> {
         )?,
         runtime_dir: scratch_path.join("rt-delayed"),
         proxies: Some(proxies),
+        second_hop: None,
+        bastion_box: None,
     };
     let loopback = Network {
         tcp_port: distccd.port,
+        host: "box",
+        slots: SLOTS,
         ssh_config: build_box.ssh_config().to_path_buf(),
         master_config: build_box.ssh_config().to_path_buf(),
         sshcc_config: build_box.ssh_config().to_path_buf(),
         runtime_dir: scratch_path.join("rt-loopback"),
         proxies: None,
+        second_hop: None,
+        bastion_box: None,
+    };
+    let bastion = if sections.contains(&6) {
+        eprintln!("starting the bastion");
+        let login_user = (login == Login::BoxUser).then_some(BOX_USER);
+        Some(bastion_network(
+            &build_box,
+            &runtime,
+            &scratch_path,
+            login_user,
+            &user,
+        )?)
+    } else {
+        None
     };
     let mut bench = Bench {
         no_config: scratch_path.join("no-sshcc-config.toml"),
@@ -1190,13 +1350,14 @@ fn main() -> Result<()> {
         distccd,
         loopback,
         delayed,
+        bastion,
         masters: Vec::new(),
         daemons: Vec::new(),
         _runtime: runtime,
         box_cgroup,
     };
 
-    let lua = if sections.iter().any(|s| *s >= 3) {
+    let lua = if sections.iter().any(|s| (3..=5).contains(s)) {
         eprintln!("fetching lua-src {}", lua::LUA_SRC_VERSION);
         Some(LuaSources::fetch(&scratch_path)?)
     } else {
@@ -1247,6 +1408,15 @@ fn main() -> Result<()> {
         ));
         facts.push(("clean builds per route", builds.to_string()));
     }
+    if sections.contains(&6) {
+        facts.push((
+            "bastion (section 6)",
+            "a second throwaway sshd (OpenSSH defaults, same login account) with its own delay \
+             proxy; the target is the build box behind another delay proxy, which the bastion \
+             connects to (`ProxyJump bastion`)"
+                .to_owned(),
+        ));
+    }
     println!("{}", machine_facts(&facts)?);
 
     let mut tiny_routes: Vec<Route> = Vec::new();
@@ -1260,10 +1430,10 @@ fn main() -> Result<()> {
         let loopback_config = bench.loopback.master_config.clone();
         let delayed_config = bench.delayed.master_config.clone();
         if sections.contains(&1) {
-            bench.start_master(&loopback_config)?;
+            bench.start_master(&loopback_config, "box")?;
         }
         if sections.contains(&2) {
-            bench.start_master(&delayed_config)?;
+            bench.start_master(&delayed_config, "box")?;
         }
         let samples = tiny_section(&mut bench, &tiny_routes, runs)?;
         if sections.contains(&1) {
@@ -1294,27 +1464,29 @@ fn main() -> Result<()> {
         }
     }
 
-    let Some(lua) = lua else {
-        return Ok(());
-    };
-    let project = Project {
-        dir: scratch_path.join("lua"),
-        objects: lua.objects(),
-    };
-    lua.make_project(&project.dir)?;
-    eprintln!("reference build (local)");
-    bench.build(BUILD_ROUTES[0], &project)?;
-    let reference = project.read_objects()?;
+    if let Some(lua) = lua {
+        let project = Project {
+            dir: scratch_path.join("lua"),
+            objects: lua.objects(),
+        };
+        lua.make_project(&project.dir)?;
+        eprintln!("reference build (local)");
+        bench.build(BUILD_ROUTES[0], &project)?;
+        let reference = project.read_objects()?;
 
-    if sections.contains(&3) {
-        let samples = build_section(&mut bench, &project, &reference, builds)?;
-        println!("{}", build_table(&samples, project.objects.len()));
+        if sections.contains(&3) {
+            let samples = build_section(&mut bench, &project, &reference, builds)?;
+            println!("{}", build_table(&samples, project.objects.len()));
+        }
+        if sections.contains(&4) {
+            println!("{}", bytes_section(&mut bench, &project, &reference)?);
+        }
+        if sections.contains(&5) {
+            println!("{}", compression_section(&project, &reference)?);
+        }
     }
-    if sections.contains(&4) {
-        println!("{}", bytes_section(&mut bench, &project, &reference)?);
-    }
-    if sections.contains(&5) {
-        println!("{}", compression_section(&project, &reference)?);
+    if sections.contains(&6) {
+        println!("{}", bastion_section(&mut bench, runs)?);
     }
     drop(bench);
     Ok(())
@@ -1376,11 +1548,12 @@ fn tiny_table(
 ) -> String {
     let index = |route: Route| routes.iter().position(|r| *r == route);
     let walls = |i: usize| samples[i].iter().map(|s| s.wall).collect::<Vec<_>>();
-    let reference = shown
+    // The distcc TCP route shown is the reference, and sshcc's pairwise partner.
+    let tcp = shown
         .iter()
         .find(|r| r.via == Via::DistccTcp)
-        .and_then(|r| index(*r))
-        .map(|i| stats(&walls(i)).median);
+        .and_then(|r| index(*r));
+    let reference = tcp.map(|i| stats(&walls(i)).median);
     let mut out = format!("### {title}\n\n");
     out.push_str("| path | median ms | min ms | p90 ms | median / distcc TCP |");
     if traffic {
@@ -1417,7 +1590,6 @@ fn tiny_table(
             }
         }
         out.push('\n');
-        let tcp = index(Route::new(Via::DistccTcp, route.net));
         if let (Via::Sshcc, Some(tcp)) = (route.via, tcp) {
             // Sample k of every route comes from round k of the interleaved loop.
             let ratios: Vec<f64> = samples[i]
@@ -1445,6 +1617,76 @@ fn tiny_table(
     }
     out.push_str(&notes);
     out
+}
+
+/// Section 6: tiny compiles to the box behind the bastion, interleaved with local gcc and
+/// distcc TCP through one delayed hop (the reference).
+fn bastion_section(bench: &mut Bench, runs: usize) -> Result<String> {
+    let config = bench.network(Net::Bastion).master_config.clone();
+    bench.start_master(&config, bastion::TARGET_HOST)?;
+    let samples = tiny_section(bench, &TINY_BASTION, runs)?;
+    // sshcc's one connection really took the jump: it came in through the proxy in
+    // front of the bastion and the bastion's went out through the one in front of the
+    // box (the client could reach that one directly on loopback).
+    let sshcc = Route::new(Via::Sshcc, Net::Bastion);
+    let index = TINY_BASTION.iter().position(|r| *r == sshcc);
+    let timed_connections: u64 = index.map_or(0, |i| {
+        samples[i]
+            .iter()
+            .map(|s| s.traffic.connections + s.second_hop.connections)
+            .sum()
+    });
+    ensure!(
+        timed_connections == 0,
+        "sshcc opened {timed_connections} connections during timed jobs; its daemon was not warm"
+    );
+    for (hop, proxy) in [
+        ("client → bastion", bench.proxy(sshcc)),
+        ("bastion → box", bench.second_hop_proxy(sshcc)),
+    ] {
+        let connections = proxy.map_or(0, |p| p.traffic().connections);
+        ensure!(
+            connections >= 1,
+            "sshcc's connection never went through the {hop} proxy"
+        );
+    }
+    let mut out = tiny_table(
+        "6. Tiny compile, one job at a time, behind one bastion hop (20 ms RTT on each hop)",
+        &TINY_BASTION,
+        &TINY_BASTION,
+        &samples,
+        true,
+    );
+    out.push_str(
+        "\nPer job and hop (bytes above are the client's hop; TCP connections counted by each \
+         hop's proxy):\n\n\
+         | path | TCP connections/job, client → bastion | TCP connections/job, bastion → box | \
+         bytes up/job, bastion → box | bytes down/job, bastion → box |\n\
+         |------|-------------------------------------:|-----------------------------------:|\
+         ----------------------------:|------------------------------:|\n",
+    );
+    for (route, samples) in TINY_BASTION.iter().zip(&samples) {
+        if route.via == Via::Local {
+            continue;
+        }
+        let n = samples.len() as f64;
+        let per_job = |f: fn(&TinySample) -> u64| samples.iter().map(f).sum::<u64>() as f64 / n;
+        let (first, second) = (
+            per_job(|s| s.traffic.connections),
+            per_job(|s| s.second_hop.connections),
+        );
+        let second_hop = if route.net == Net::Bastion {
+            format!(
+                "{second:.2} | {:.0} | {:.0}",
+                per_job(|s| s.second_hop.up),
+                per_job(|s| s.second_hop.down)
+            )
+        } else {
+            "— | — | —".to_owned()
+        };
+        let _ = writeln!(out, "| {} | {first:.2} | {second_hop} |", route.label());
+    }
+    Ok(out)
 }
 
 /// Section 3: interleaved clean builds on loopback, every object checked.

@@ -106,7 +106,13 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
         let reply = match request.kind {
             kind::ACQUIRE => {
                 let acquire = Acquire::decode(&request.payload)?;
-                Frame::new(kind::ASSIGNED, 0, session.acquire(&acquire).await.encode())
+                // A wrapper killed while it waits for a slot must not get one later.
+                let mut probe = [0u8; 1];
+                let assigned = tokio::select! {
+                    assigned = session.acquire(&acquire) => assigned,
+                    _ = reader.read(&mut probe) => return Ok(()),
+                };
+                Frame::new(kind::ASSIGNED, 0, assigned.encode())
             }
             kind::JOB => {
                 // The payload goes to the box as it came, and the answer back likewise:

@@ -268,6 +268,11 @@ impl Dispatcher {
         {
             return Ok(existing.clone());
         }
+        // Jobs that queued behind a connection attempt that just failed must not each
+        // try again, one connect timeout after another.
+        if self.backed_off(host) {
+            anyhow::bail!("connecting failed moments ago; backing off");
+        }
         let opened = match &host.spec.kind {
             HostKind::Ssh {
                 user,

@@ -71,7 +71,7 @@ impl MuxClient {
         let closed = Arc::new(AtomicBool::new(false));
         let (outgoing, mut to_send) = mpsc::channel::<Frame>(256);
         {
-            let closed = closed.clone();
+            let (pending, closed) = (pending.clone(), closed.clone());
             tokio::spawn(async move {
                 while let Some(frame) = to_send.recv().await {
                     if let Err(err) =
@@ -81,7 +81,7 @@ impl MuxClient {
                         break;
                     }
                 }
-                closed.store(true, Ordering::SeqCst);
+                close(&closed, &pending);
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
             });
         }
@@ -106,9 +106,7 @@ impl MuxClient {
                         }
                     }
                 }
-                closed.store(true, Ordering::SeqCst);
-                // Dropping the senders tells every waiting job the link is gone.
-                pending.lock().expect("pending lock").clear();
+                close(&closed, &pending);
             });
         }
         Ok(MuxClient {
@@ -136,10 +134,15 @@ impl MuxClient {
     pub async fn run(&self, job_payload: Vec<u8>) -> Result<Vec<u8>, MuxError> {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("pending lock")
-            .insert(job, answer);
+        {
+            // Checked under the lock `close` takes, so a job cannot slip in after the
+            // link died and wait for an answer nobody will send.
+            let mut pending = self.pending.lock().expect("pending lock");
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(MuxError::Lost);
+            }
+            pending.insert(job, answer);
+        }
         let mut guard = CancelOnDrop {
             client: self,
             job,
@@ -152,12 +155,21 @@ impl MuxClient {
             .is_err()
         {
             guard.armed = false;
+            self.pending.lock().expect("pending lock").remove(&job);
             return Err(MuxError::Lost);
         }
         let answer = answered.await.map_err(|_| MuxError::Lost);
         guard.armed = false;
         answer
     }
+}
+
+/// Marks the link dead and wakes every waiting job (dropping their senders), under the
+/// lock that `run` checks the mark under.
+fn close(closed: &AtomicBool, pending: &Pending) {
+    let mut pending = pending.lock().expect("pending lock");
+    closed.store(true, Ordering::SeqCst);
+    pending.clear();
 }
 
 /// Tells the box to stop a job nobody waits for any more.
@@ -175,10 +187,12 @@ impl Drop for CancelOnDrop<'_> {
                 .lock()
                 .expect("pending lock")
                 .remove(&self.job);
-            let _ = self
-                .client
-                .outgoing
-                .try_send(Frame::new(kind::CANCEL, self.job, Vec::new()));
+            // The queue may be full; the cancel must not be lost, and Drop cannot wait.
+            let outgoing = self.client.outgoing.clone();
+            let cancel = Frame::new(kind::CANCEL, self.job, Vec::new());
+            tokio::spawn(async move {
+                let _ = outgoing.send(cancel).await;
+            });
         }
     }
 }

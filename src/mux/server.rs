@@ -89,6 +89,8 @@ where
         };
         match frame.kind {
             kind::JOB => {
+                // Reap finished tasks as we go: a long-lived link serves many jobs.
+                while jobs.try_join_next().is_some() {}
                 cancels.retain(|_, cancel| !cancel.is_closed());
                 let (cancel, cancelled) = oneshot::channel();
                 cancels.insert(frame.job, cancel);

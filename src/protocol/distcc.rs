@@ -98,13 +98,18 @@ fn push_string(buf: &mut Vec<u8>, token: &'static str, text: &str) {
 
 /// Encodes a request exactly as distcc's client does.
 pub fn encode_request(request: &Request) -> Vec<u8> {
+    encode_request_as(request, request.version)
+}
+
+/// Encodes `request` in `version` whatever version it carries.
+pub fn encode_request_as(request: &Request, version: Version) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64 + request.source.len());
-    encode_header(&mut buf, "DIST", request.version.number());
+    encode_header(&mut buf, "DIST", version.number());
     encode_header(&mut buf, "ARGC", request.argv.len() as u32);
     for arg in &request.argv {
         push_string(&mut buf, "ARGV", arg);
     }
-    push_file(&mut buf, "DOTI", &request.source, request.version);
+    push_file(&mut buf, "DOTI", &request.source, version);
     buf
 }
 

@@ -6,7 +6,7 @@
 //! the preprocessed output's line markers (so diagnostics can quote the offending source
 //! line, which the compiler reads from disk). Both reuse distcc's packet framing.
 
-use super::distcc::{Request, Version, encode_request, read_request};
+use super::distcc::{Request, Version, encode_request_as, read_request};
 use super::packet::{Limits, ProtocolError, encode_header, read_body, read_header};
 
 /// Environment variables the client may pass to the box's compiler: locale only, which
@@ -16,7 +16,9 @@ pub const PASSED_ENVIRONMENT: &[&str] = &["LANG", "LC_ALL", "LC_CTYPE", "LC_MESS
 /// At most this much source is shipped with one job; beyond it diagnostics simply
 /// lack the quoted line, as distcc's always do.
 pub const MAX_SIDE_FILE_BYTES: usize = 8 << 20;
-const MAX_SIDE_FILES: u32 = 4096;
+pub const MAX_SIDE_FILES: u32 = 4096;
+/// Longest side-file path accepted.
+pub const MAX_SIDE_FILE_NAME: u32 = 4096;
 
 /// A file placed in the job's directory at a relative path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +54,7 @@ impl JobContext {
 
 /// Encodes `request` (as protocol 1) followed by `context`.
 pub fn encode_job(request: &Request, context: &JobContext) -> Vec<u8> {
-    let mut buf = encode_request(&Request {
-        version: Version::V1,
-        ..request.clone()
-    });
+    let mut buf = encode_request_as(request, Version::V1);
     encode_header(&mut buf, "ENVC", context.env.len() as u32);
     for (name, value) in &context.env {
         let pair = format!("{name}={value}");
@@ -107,7 +106,7 @@ pub async fn decode_job(
     let mut total = 0usize;
     for _ in 0..count {
         let len = read_header(&mut input, "NAME").await?;
-        let path = read_body(&mut input, "NAME", len, 4096).await?;
+        let path = read_body(&mut input, "NAME", len, MAX_SIDE_FILE_NAME.into()).await?;
         let len = read_header(&mut input, "FILE").await?;
         let contents = read_body(&mut input, "FILE", len, MAX_SIDE_FILE_BYTES as u64).await?;
         total += contents.len();
@@ -147,9 +146,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(decoded, (request.clone(), context));
-        let plain = decode_job(&encode_request(&request), &Limits::default())
-            .await
-            .unwrap();
+        let plain = decode_job(
+            &crate::protocol::distcc::encode_request(&request),
+            &Limits::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(plain, (request, JobContext::default()));
     }
 

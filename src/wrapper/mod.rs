@@ -381,6 +381,16 @@ async fn distribute(
             return ExitCode::BadHostSpec as u8;
         }
     };
+    // An option an sshcc box would refuse (side files that would be lost, paths outside
+    // the job) is better compiled here at once than refused remotely.
+    let remote_argv =
+        preprocess::remote_command(&invocation.argv, &invocation.argv[0], Mode::Classic);
+    if let Err(refusal) =
+        crate::server::argument_policy::prepare(&remote_argv, "input.i", "output.o")
+    {
+        tracing::debug!("{refusal}; compiling {input} locally");
+        return compile_locally(invocation);
+    }
     let mut broker = Broker::open(settings).await;
     let mut acquire = Acquire {
         hosts: entries_for_dispatch(&host_list, config),
@@ -420,7 +430,10 @@ async fn distribute(
             match preprocessed_source(invocation, scan, mode) {
                 Some(source) => preprocessed = Some((mode, source)),
                 // The local compile reports whatever made preprocessing fail, once.
-                None => return compile_locally(invocation),
+                None => {
+                    drop(broker);
+                    return compile_locally(invocation);
+                }
             }
         }
         let remote_compiler = invocation::remote_compiler_name(
@@ -478,7 +491,11 @@ async fn distribute(
                     return code;
                 }
                 tracing::warn!("{reason}");
-                broker.refused().await;
+                // A box that cannot run the compiler (or is misconfigured) is avoided;
+                // one refused option says nothing about the box.
+                if code != ExitCode::BadArguments as u8 {
+                    broker.refused().await;
+                }
                 acquire.excluded.push(host);
             }
             Outcome::CompileError(code) => {
@@ -488,6 +505,8 @@ async fn distribute(
                 }
                 // As distcc: the local run shows the compiler's message (once).
                 tracing::debug!("{input} failed on {host} ({code}); retrying locally");
+                // Free the box's slot first, as distcc does.
+                drop(broker);
                 return compile_locally(invocation);
             }
             Outcome::Crashed(code) => {
@@ -594,6 +613,10 @@ fn deliver(response: &Response, scan: &Distributable) -> u8 {
 /// Writes `data` to `path` through a temporary file in the same directory and a rename,
 /// so an interrupted build never leaves a truncated object that make would trust.
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    // `-o /dev/null` and friends are written to, never replaced.
+    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
+        return std::fs::write(path, data);
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

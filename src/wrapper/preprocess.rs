@@ -10,7 +10,7 @@
 use crate::compiler::args::{Distributable, OutputArg};
 use crate::compiler::source;
 use crate::protocol::SideFile;
-use crate::protocol::job::MAX_SIDE_FILE_BYTES;
+use crate::protocol::job::{MAX_SIDE_FILE_BYTES, MAX_SIDE_FILE_NAME, MAX_SIDE_FILES};
 
 /// How the preprocessed source is made, which depends on what the box runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +175,8 @@ pub fn side_files(preprocessed: &[u8]) -> Vec<SideFile> {
         if let Some(name) = line_marker_file(line)
             && !name.starts_with('/')
             && !name.starts_with('<')
+            && name.len() <= MAX_SIDE_FILE_NAME as usize
+            && names.len() < MAX_SIDE_FILES as usize
             && !names.contains(&name)
         {
             names.push(name);
