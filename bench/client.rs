@@ -676,7 +676,24 @@ impl Drop for Bench {
                 .stderr(Stdio::null())
                 .status();
         }
-        for dir in &self.daemons {
+        // A daemon started by a job that then failed its checks was never noted; stop
+        // those too rather than leave them to their hour-long idle timeout.
+        let mut dirs = self.daemons.clone();
+        for network in [
+            Some(&self.loopback),
+            Some(&self.delayed),
+            self.bastion.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !dirs.contains(&network.runtime_dir)
+                && matches!(find_daemon(&network.runtime_dir), Ok(Some(_)))
+            {
+                dirs.push(network.runtime_dir.clone());
+            }
+        }
+        for dir in &dirs {
             let _ = Command::new(&self.sshcc)
                 .arg("--stop")
                 .env("SSHCC_RUNTIME_DIR", dir)

@@ -746,3 +746,32 @@ fn the_daemon_keeps_none_of_the_builds_descriptors_open() {
         "the build's output ended only because the daemon exited"
     );
 }
+
+#[test]
+fn special_outputs_and_options_the_box_would_refuse_still_build() {
+    let lab = Lab::new();
+    let dir = lab.project("special");
+    // Written to, never replaced: /dev/null stays a device.
+    let output = run(lab.command(sshcc()).current_dir(&dir).args([
+        "gcc",
+        "-c",
+        "geometry.c",
+        "-o",
+        "/dev/null",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+    // -gsplit-dwarf's .dwo would be lost on a box: compiled here, with no fallback
+    // needed (DISTCC_FALLBACK=0) and the .dwo where the build expects it.
+    let output = run(lab.command(sshcc()).current_dir(&dir).args([
+        "gcc",
+        "-g",
+        "-gsplit-dwarf",
+        "-c",
+        "checksum.c",
+        "-o",
+        "c.o",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.join("c.dwo").exists());
+}

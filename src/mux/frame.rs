@@ -17,6 +17,8 @@ const COMPRESS_MIN: usize = 512;
 /// zstd level 1: 4–5:1 on preprocessed C and ~2.7:1 on objects, compressing nearly as
 /// fast as LZO1X-1 and decompressing faster (docs/benchmarks.md, compression section).
 const ZSTD_LEVEL: i32 = 1;
+/// Frames up to this size are copied into one buffer and written at once.
+const COALESCE_MAX: usize = 64 * 1024;
 /// Largest payload accepted, compressed or not (a preprocessed file or object).
 pub const MAX_PAYLOAD: usize = 1 << 30;
 
@@ -85,8 +87,15 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     compression: Compression,
 ) -> io::Result<()> {
     let (header, body) = encode_parts(frame, compression);
-    writer.write_all(&header).await?;
-    writer.write_all(&body).await?;
+    if body.len() <= COALESCE_MAX {
+        // One write, so a small frame leaves as one SSH packet: two back to back can
+        // wait a delayed-ACK round (~40 ms) in a bastion's sshd, which never sets
+        // TCP_NODELAY on forwarding-only connections.
+        writer.write_all(&[&header[..], &body].concat()).await?;
+    } else {
+        writer.write_all(&header).await?;
+        writer.write_all(&body).await?;
+    }
     writer.flush().await
 }
 
