@@ -58,15 +58,13 @@ use cgroup::CpuCgroup;
 use compression::{Codec, Corpus};
 use lua::LuaSources;
 use proxy::{DelayProxy, Traffic};
-use support::{BOX_USER, Login, machine_facts, stats, tail};
+use support::{BOX_COMPILER, BOX_USER, DISTCCD, Login, machine_facts, stats, tail};
 
 const DEFAULT_RUNS: usize = 21;
 const DEFAULT_BUILDS: usize = 5;
 /// One-way delay of the proxy (round trip twice this).
 const DELAY: Duration = Duration::from_millis(10);
 /// Debian's distcc client (and sshcc) send `gcc` as the target-prefixed name.
-const BOX_COMPILER: &str = "/usr/bin/x86_64-linux-gnu-gcc";
-const DISTCCD: &str = "/usr/bin/distccd";
 /// Job slots of every remote host entry, and make's `-j` for the distributed builds.
 const SLOTS: usize = 4;
 /// make's `-j` for the local build: one job per core.
@@ -1241,31 +1239,7 @@ fn main() -> Result<()> {
     fs::write(work.join(TINY_SOURCE), "int x;\n").context("writing tiny.c")?;
 
     eprintln!("starting the box and distccd");
-    let mut builder = ThrowawayBox::builder().env("DISTCC_CMDLIST", cmdlist.to_str().unwrap());
-    if login == Login::BoxUser {
-        builder = builder.login_user(BOX_USER);
-    }
-    let build_box = builder.start().context("starting the throwaway box")?;
-    let check = format!(
-        "test -x {sshcc} && test -x {DISTCCD} && test -r {list} && test -x {BOX_COMPILER} && echo $SHELL",
-        sshcc = sshcc.display(),
-        list = cmdlist.display()
-    );
-    let out = build_box
-        .ssh()
-        .arg(&check)
-        .stdin(Stdio::null())
-        .output()
-        .context("running the box access check")?;
-    ensure!(
-        out.status.success(),
-        "the box account cannot execute {} / {DISTCCD} / {BOX_COMPILER} or read {} ({}): {}",
-        sshcc.display(),
-        cmdlist.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let box_shell = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (build_box, box_shell) = support::start_box(&cmdlist, &login, &sshcc)?;
     let sshd_limits = {
         let config = fs::read_to_string(build_box.dir().join("sshd_config")).unwrap_or_default();
         let set: Vec<&str> = config

@@ -25,14 +25,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use sshcc::throwaway_box::ThrowawayBox;
-use support::{BOX_USER, Login, Stats, machine_facts, stats, tail};
+use support::{BOX_COMPILER, DISTCCD, Login, Stats, machine_facts, stats, tail};
 
 const DEFAULT_RUNS: usize = 21;
 const MIN_RUNS: usize = 20;
 const RUNS_VARIABLE: &str = "SSHCC_BENCH_RUNS";
 /// Debian's distcc client rewrites `gcc` to the target-prefixed name before sending it.
-const BOX_COMPILER: &str = "/usr/bin/x86_64-linux-gnu-gcc";
-const DISTCCD: &str = "/usr/bin/distccd";
 const SOURCE: &str = "tiny.c";
 const OBJECT: &str = "tiny.o";
 
@@ -223,33 +221,7 @@ fn main() -> Result<()> {
     fs::create_dir_all(&distcc_dir)?;
     fs::write(work.join(SOURCE), "int x;\n").context("writing tiny.c")?;
 
-    let mut builder = ThrowawayBox::builder().env("DISTCC_CMDLIST", cmdlist.to_str().unwrap());
-    if login == Login::BoxUser {
-        builder = builder.login_user(BOX_USER);
-    }
-    let build_box = builder.start().context("starting the throwaway box")?;
-
-    // Prove from the box account's side that everything it needs is reachable.
-    let check = format!(
-        "test -x {sshcc} && test -x {DISTCCD} && test -r {list} && test -x {BOX_COMPILER} && echo $SHELL",
-        sshcc = sshcc.display(),
-        list = cmdlist.display()
-    );
-    let out = build_box
-        .ssh()
-        .arg(&check)
-        .stdin(Stdio::null())
-        .output()
-        .context("running the box access check")?;
-    ensure!(
-        out.status.success(),
-        "the box account cannot execute {} / {DISTCCD} / {BOX_COMPILER} or read {} ({}): {}",
-        sshcc.display(),
-        cmdlist.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let box_shell = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (build_box, box_shell) = support::start_box(&cmdlist, &login, &sshcc)?;
 
     let bench = Bench {
         build_box,

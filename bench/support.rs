@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use sshcc::throwaway_box::ThrowawayBox;
 
 /// The box account used when a bench runs as root.
 pub const BOX_USER: &str = "sshcc-bench";
@@ -218,4 +219,44 @@ pub fn stats(samples: &[Duration]) -> Stats {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The compiler the benchmark boxes allow.
+pub const BOX_COMPILER: &str = "/usr/bin/x86_64-linux-gnu-gcc";
+/// Debian's distccd, the baseline server.
+pub const DISTCCD: &str = "/usr/bin/distccd";
+
+/// Starts the benchmark box with `cmdlist` as its allowlist, logging in as `login`
+/// says, and proves from the box account's side that `sshcc`, distccd, the compiler
+/// and the list are all reachable. Returns the box and the account's login shell.
+pub fn start_box(cmdlist: &Path, login: &Login, sshcc: &Path) -> Result<(ThrowawayBox, String)> {
+    let mut builder = ThrowawayBox::builder().env(
+        "DISTCC_CMDLIST",
+        cmdlist.to_str().context("cmdlist path is not UTF-8")?,
+    );
+    if *login == Login::BoxUser {
+        builder = builder.login_user(BOX_USER);
+    }
+    let build_box = builder.start().context("starting the throwaway box")?;
+    let check = format!(
+        "test -x {sshcc} && test -x {DISTCCD} && test -r {list} && test -x {BOX_COMPILER} && echo $SHELL",
+        sshcc = sshcc.display(),
+        list = cmdlist.display()
+    );
+    let out = build_box
+        .ssh()
+        .arg(&check)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running the box access check")?;
+    ensure!(
+        out.status.success(),
+        "the box account cannot execute {} / {DISTCCD} / {BOX_COMPILER} or read {} ({}): {}",
+        sshcc.display(),
+        cmdlist.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let box_shell = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok((build_box, box_shell))
 }
