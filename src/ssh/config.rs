@@ -4,14 +4,15 @@
 //! negation, `Match`, `Include`, `%` tokens, `CanonicalizeHostname`, …) we ask the
 //! installed OpenSSH client: `ssh -G [-F FILE] [-l USER] [-p PORT] ALIAS` prints the
 //! fully resolved configuration as flat `key value` lines in about 5 ms, and we parse
-//! that. A fallback parser for machines without an `ssh` binary is a later addition;
-//! until then [`resolve`] fails with a clear error there.
+//! that. On machines without an `ssh` binary a small fallback parser (see
+//! [`resolve_without_ssh`]) handles the common subset — everything but `Match` — and
+//! produces the same `key value` lines, so both paths share [`parse_ssh_g`].
 //!
 //! What `ssh -G` leaves to the connecting client, and this module therefore does itself:
 //! `~` and `%` tokens / `${VAR}` in `IdentityFile` (OpenSSH only expands them when it
 //! loads the keys). `ProxyCommand` is returned unexpanded, as `ssh -G` prints it.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -169,17 +170,7 @@ fn resolve_using(
     let mut cmd = Command::new(ssh);
     // -T only silences "Pseudo-terminal will not be allocated" on stderr.
     cmd.arg("-G").arg("-T");
-    cmd.args(&options.extra);
-    // After the extra options: ssh uses the last -F, and SSHCC_SSH_CONFIG wins.
-    if let Some(file) = &options.config_file {
-        cmd.arg("-F").arg(file);
-    }
-    if let Some(user) = user {
-        cmd.arg("-l").arg(user);
-    }
-    if let Some(port) = port {
-        cmd.arg("-p").arg(port.to_string());
-    }
+    cmd.args(command_line(user, port, options));
     // `--` keeps an alias starting with '-' from being taken for an option.
     cmd.arg("--").arg(alias);
     cmd.stdin(Stdio::null())
@@ -187,11 +178,20 @@ fn resolve_using(
         .stderr(Stdio::piped());
     let output = match cmd.output() {
         Ok(output) => output,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(
-            "cannot resolve SSH host `{alias}`: OpenSSH's client (`{}`) is not on PATH; \
-             sshcc currently needs it (`ssh -G`) to read the SSH configuration",
-            ssh.to_string_lossy()
-        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            tracing::debug!(
+                "`{}` not found; reading the SSH configuration with sshcc's own parser",
+                ssh.to_string_lossy()
+            );
+            return resolve_without_ssh(alias, user, port, options, &LocalInfo::current())
+                .with_context(|| {
+                    format!(
+                        "cannot resolve SSH host `{alias}` (OpenSSH's client `{}` is not on \
+                         PATH; used sshcc's fallback ssh_config parser)",
+                        ssh.to_string_lossy()
+                    )
+                });
+        }
         Err(err) => {
             return Err(anyhow!(err).context(format!(
                 "cannot resolve SSH host `{alias}`: running `{} -G` failed",
@@ -211,6 +211,652 @@ fn resolve_using(
     })?;
     parse_ssh_g(alias, &stdout, &LocalInfo::current())
         .with_context(|| format!("cannot resolve SSH host `{alias}` from `ssh -G` output"))
+}
+
+/// The `ssh` command-line options (before `--` and the alias) that express `user`,
+/// `port` and `options`, in the order [`resolve_using`] passes them; the fallback
+/// parser interprets the same list, so both paths see the same precedence.
+fn command_line(user: Option<&str>, port: Option<u16>, options: &ClientOptions) -> Vec<OsString> {
+    let mut args: Vec<OsString> = options.extra.iter().map(OsString::from).collect();
+    // After the extra options: ssh uses the last -F, and SSHCC_SSH_CONFIG wins.
+    if let Some(file) = &options.config_file {
+        args.push("-F".into());
+        args.push(file.into());
+    }
+    if let Some(user) = user {
+        args.push("-l".into());
+        args.push(user.into());
+    }
+    if let Some(port) = port {
+        args.push("-p".into());
+        args.push(port.to_string().into());
+    }
+    args
+}
+
+// ---------------------------------------------------------------------------------
+// Fallback for machines without OpenSSH's client.
+//
+// A small ssh_config(5) reader for the subset sshcc relies on: `Host` patterns (`*`,
+// `?`, `!`), options before the first `Host`, first value wins (`IdentityFile`
+// accumulates), `Include` (globs, relative to ~/.ssh or /etc/ssh), `Key=Value`,
+// quoting, case-insensitive keywords, and the `ssh` options `-F -p -l -i -o -J`. It
+// prints what `ssh -G` would print for the options sshcc reads, then hands that to
+// [`parse_ssh_g`], so both paths share one mapping. Not supported: `Match` blocks
+// (skipped with a warning), `CanonicalizeHostname`, unknown or invalid options (ignored
+// rather than rejected), and `Port` given as a service name.
+// ---------------------------------------------------------------------------------
+
+/// `ssh` options that take an argument (OpenSSH 9.2's getopt string).
+const SSH_OPTIONS_WITH_ARGUMENT: &str = "bceilmopBDEFIJLOPQRSwW";
+
+/// OpenSSH's default `IdentityFile`s, in the order `ssh -G` prints them.
+const DEFAULT_IDENTITY_FILES: [&str; 7] = [
+    "~/.ssh/id_rsa",
+    "~/.ssh/id_ecdsa",
+    "~/.ssh/id_ecdsa_sk",
+    "~/.ssh/id_ed25519",
+    "~/.ssh/id_ed25519_sk",
+    "~/.ssh/id_xmss",
+    "~/.ssh/id_dsa",
+];
+
+/// Where `Include` nesting stops, as in OpenSSH.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// The configuration values the fallback collects, raw as written (first one wins).
+#[derive(Debug, Default)]
+struct RawConfig {
+    /// Lowercased keyword → first value.
+    single: std::collections::HashMap<String, String>,
+    identity_files: Vec<String>,
+    user_known_hosts_files: Option<String>,
+    global_known_hosts_files: Option<String>,
+    proxy_jump: Option<String>,
+    proxy_command: Option<String>,
+}
+
+/// Which kind of file is being read: relative `Include`s resolve against `~/.ssh` for
+/// user files (including `-F`) and `/etc/ssh` for the system one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigKind {
+    User,
+    System,
+}
+
+struct ConfigReader<'a> {
+    alias: &'a str,
+    local: &'a LocalInfo,
+    raw: RawConfig,
+}
+
+/// Resolves `alias` like `ssh -G` with the options [`command_line`] builds, without
+/// running `ssh`.
+fn resolve_without_ssh(
+    alias: &str,
+    user: Option<&str>,
+    port: Option<u16>,
+    options: &ClientOptions,
+    local: &LocalInfo,
+) -> Result<SshTarget> {
+    ensure!(!alias.is_empty(), "empty SSH host name");
+    let output = ssh_g_output_without_ssh(alias, &command_line(user, port, options), local)?;
+    parse_ssh_g(alias, &output, local)
+}
+
+/// What `ssh -G ARGS -- ALIAS` would print, restricted to the options sshcc reads.
+fn ssh_g_output_without_ssh(alias: &str, args: &[OsString], local: &LocalInfo) -> Result<String> {
+    let mut reader = ConfigReader {
+        alias,
+        local,
+        raw: RawConfig::default(),
+    };
+    let mut config_file: Option<PathBuf> = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            continue;
+        };
+        if text == "--" {
+            break;
+        }
+        let Some(flags) = text.strip_prefix('-').filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        for (i, flag) in flags.char_indices() {
+            if !SSH_OPTIONS_WITH_ARGUMENT.contains(flag) {
+                continue;
+            }
+            let attached = &flags[i + flag.len_utf8()..];
+            let value: OsString = if attached.is_empty() {
+                args.next()
+                    .cloned()
+                    .with_context(|| format!("ssh option -{flag} needs an argument"))?
+            } else {
+                attached.into()
+            };
+            let value_str = value.to_string_lossy();
+            match flag {
+                'F' => config_file = Some(PathBuf::from(value)),
+                'p' => reader.set_first("port", &value_str),
+                'l' => reader.set_first("user", &value_str),
+                'i' => {
+                    // OpenSSH drops (with a warning) `-i` files it cannot stat.
+                    let path = local.tilde(&value_str);
+                    if path.exists() {
+                        reader
+                            .raw
+                            .identity_files
+                            .push(path.to_string_lossy().into_owned());
+                    } else {
+                        tracing::warn!("identity file {} not accessible", path.display());
+                    }
+                }
+                'J' => reader.set_proxy_jump(&value_str),
+                'o' => reader.line(
+                    &value_str,
+                    Path::new("command-line"),
+                    0,
+                    true,
+                    ConfigKind::User,
+                    0,
+                )?,
+                _ => {}
+            }
+            break;
+        }
+    }
+
+    match config_file {
+        Some(file) if file.as_os_str() == "none" => {}
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read SSH config file {}", file.display()))?;
+            reader.file(&text, &file, true, ConfigKind::User, 0)?;
+        }
+        None => {
+            let user_file = local.tilde("~/.ssh/config");
+            for (file, kind) in [
+                (user_file, ConfigKind::User),
+                (PathBuf::from("/etc/ssh/ssh_config"), ConfigKind::System),
+            ] {
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => reader.file(&text, &file, true, kind, 0)?,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(anyhow!(err)
+                            .context(format!("cannot read SSH config file {}", file.display())));
+                    }
+                }
+            }
+        }
+    }
+    reader.output()
+}
+
+impl LocalInfo {
+    /// `~` and `~/…` expanded with the passwd home, as OpenSSH does.
+    fn tilde(&self, path: &str) -> PathBuf {
+        PathBuf::from(shellexpand::tilde_with_context(path, || Some(&self.home)).as_ref())
+    }
+}
+
+impl ConfigReader<'_> {
+    fn set_first(&mut self, key: &str, value: &str) {
+        self.raw
+            .single
+            .entry(key.to_owned())
+            .or_insert_with(|| value.to_owned());
+    }
+
+    /// `ProxyJump` applies only if neither it nor `ProxyCommand` is set yet, and then
+    /// disables any later `ProxyCommand`.
+    fn set_proxy_jump(&mut self, value: &str) {
+        if self.raw.proxy_jump.is_some() || self.raw.proxy_command.is_some() {
+            return;
+        }
+        self.raw.proxy_jump = Some(value.to_owned());
+        if !value.eq_ignore_ascii_case("none") {
+            self.raw.proxy_command = Some("none".to_owned());
+        }
+    }
+
+    /// Reads one file's `text`; `can_match` says whether the surrounding context applies
+    /// (an `Include` in a non-matching `Host` block can never match).
+    fn file(
+        &mut self,
+        text: &str,
+        path: &Path,
+        can_match: bool,
+        kind: ConfigKind,
+        depth: usize,
+    ) -> Result<()> {
+        let mut active = can_match;
+        let mut in_match = false;
+        for (number, line) in text.lines().enumerate() {
+            let number = number + 1;
+            let Some((keyword, rest)) = split_keyword(line) else {
+                continue;
+            };
+            match keyword.to_ascii_lowercase().as_str() {
+                "host" => {
+                    in_match = false;
+                    active = can_match && self.host_matches(&split_args(rest));
+                }
+                "match" => {
+                    tracing::warn!(
+                        "{}:{number}: `Match` is not supported without OpenSSH's client; \
+                         ignoring this block",
+                        path.display()
+                    );
+                    in_match = true;
+                }
+                _ if in_match => {}
+                _ => self.line(line, path, number, active, kind, depth)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a `Host` line's patterns select the alias: some pattern matches and no
+    /// negated one does.
+    fn host_matches(&self, patterns: &[String]) -> bool {
+        let mut matched = false;
+        for pattern in patterns {
+            if let Some(negated) = pattern.strip_prefix('!') {
+                if wildcard_match(negated, self.alias) {
+                    return false;
+                }
+            } else if wildcard_match(pattern, self.alias) {
+                matched = true;
+            }
+        }
+        matched
+    }
+
+    /// One option line (not `Host`/`Match`).
+    fn line(
+        &mut self,
+        line: &str,
+        path: &Path,
+        number: usize,
+        active: bool,
+        kind: ConfigKind,
+        depth: usize,
+    ) -> Result<()> {
+        let Some((keyword, rest)) = split_keyword(line) else {
+            return Ok(());
+        };
+        let key = keyword.to_ascii_lowercase();
+        if key == "include" {
+            ensure!(
+                depth < MAX_INCLUDE_DEPTH,
+                "{}:{number}: Include nested too deeply",
+                path.display()
+            );
+            for pattern in split_args(rest) {
+                let pattern = self.local.tilde(&pattern);
+                let pattern = if pattern.is_absolute() {
+                    pattern
+                } else if kind == ConfigKind::User {
+                    self.local.tilde("~/.ssh").join(pattern)
+                } else {
+                    Path::new("/etc/ssh").join(pattern)
+                };
+                for file in glob(&pattern) {
+                    let Ok(text) = std::fs::read_to_string(&file) else {
+                        continue;
+                    };
+                    self.file(&text, &file, active, kind, depth + 1)?;
+                }
+            }
+            return Ok(());
+        }
+        if !active {
+            return Ok(());
+        }
+        if key == "proxycommand" {
+            // The rest of the line, verbatim, as OpenSSH keeps it.
+            if self.raw.proxy_command.is_none() {
+                self.raw.proxy_command = Some(rest.to_owned());
+            }
+            return Ok(());
+        }
+        let args = split_args(rest);
+        let Some(first) = args.first() else {
+            bail!(
+                "{}:{number}: missing argument for {keyword}",
+                path.display()
+            );
+        };
+        match key.as_str() {
+            "identityfile" => self.raw.identity_files.push(first.clone()),
+            "userknownhostsfile" if self.raw.user_known_hosts_files.is_none() => {
+                self.raw.user_known_hosts_files = Some(args.join(" "));
+            }
+            "globalknownhostsfile" if self.raw.global_known_hosts_files.is_none() => {
+                self.raw.global_known_hosts_files = Some(args.join(" "));
+            }
+            "proxyjump" => self.set_proxy_jump(first),
+            // `none` leaves these unset, so a later value still applies.
+            "connecttimeout" | "serveraliveinterval" if first.eq_ignore_ascii_case("none") => {}
+            "connecttimeout" | "serveraliveinterval" => {
+                let secs = convtime(first).with_context(|| {
+                    format!("{}:{number}: bad {keyword} {first:?}", path.display())
+                })?;
+                self.set_first(&key, &secs.to_string());
+            }
+            "hostname"
+            | "port"
+            | "user"
+            | "identitiesonly"
+            | "identityagent"
+            | "stricthostkeychecking"
+            | "hostkeyalias"
+            | "serveralivecountmax"
+            | "batchmode"
+            | "hashknownhosts" => self.set_first(&key, first),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The `ssh -G` lines for what was collected, with OpenSSH's defaults and the
+    /// expansions `ssh -G` performs itself.
+    fn output(self) -> Result<String> {
+        let raw = self.raw;
+        let local = self.local;
+        let get = |key: &str| raw.single.get(key).map(String::as_str);
+
+        let hostname = match get("hostname") {
+            Some(name) => expand_hostname(name, self.alias)?,
+            None => self.alias.to_owned(),
+        };
+        // OpenSSH lowercases names but leaves addresses alone, and (as OpenSSH 9.2
+        // on glibc does) anything with a `%`, which the numeric-address check takes
+        // for a scope id.
+        let hostname = if hostname.parse::<std::net::IpAddr>().is_ok() || hostname.contains('%') {
+            hostname
+        } else {
+            hostname.to_lowercase()
+        };
+        let port: u16 = match get("port") {
+            Some(port) => port.parse().with_context(|| format!("bad port {port:?}"))?,
+            None => 22,
+        };
+        let user = get("user").unwrap_or(&local.user).to_owned();
+        let host_key_alias = get("hostkeyalias")
+            .filter(|a| !a.eq_ignore_ascii_case("none"))
+            .map(str::to_lowercase);
+        let proxy_jump = raw
+            .proxy_jump
+            .as_deref()
+            .filter(|j| !j.eq_ignore_ascii_case("none"))
+            .map(normalize_jump);
+        let tokens = Tokens {
+            local,
+            alias: self.alias,
+            hostname: &hostname,
+            port,
+            user: &user,
+            host_key_alias: host_key_alias.as_deref(),
+            proxy_jump: proxy_jump.as_deref(),
+        };
+        let expand = |value: &str| tokens.expand(&local.tilde(value).to_string_lossy());
+
+        let mut out = String::new();
+        let mut line = |key: &str, value: &str| {
+            out.push_str(key);
+            out.push(' ');
+            out.push_str(value);
+            out.push('\n');
+        };
+        line("host", self.alias);
+        line("hostname", &hostname);
+        line("port", &port.to_string());
+        line("user", &user);
+        if raw.identity_files.is_empty() {
+            for file in DEFAULT_IDENTITY_FILES {
+                line("identityfile", file);
+            }
+        }
+        for file in &raw.identity_files {
+            line("identityfile", file);
+        }
+        let user_files = raw
+            .user_known_hosts_files
+            .as_deref()
+            .unwrap_or("~/.ssh/known_hosts ~/.ssh/known_hosts2");
+        let user_files = user_files
+            .split_whitespace()
+            .map(|f| expand(f).with_context(|| format!("expanding UserKnownHostsFile {f:?}")))
+            .collect::<Result<Vec<_>>>()?;
+        line("userknownhostsfile", &user_files.join(" "));
+        line(
+            "globalknownhostsfile",
+            raw.global_known_hosts_files
+                .as_deref()
+                .unwrap_or("/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"),
+        );
+        if let Some(agent) = get("identityagent") {
+            let agent =
+                expand(agent).with_context(|| format!("expanding IdentityAgent {agent:?}"))?;
+            line("identityagent", &agent);
+        }
+        if let Some(alias) = &host_key_alias {
+            line("hostkeyalias", alias);
+        }
+        if let Some(jump) = &proxy_jump {
+            line("proxyjump", jump);
+        }
+        if let Some(command) = raw
+            .proxy_command
+            .as_deref()
+            .filter(|c| !c.eq_ignore_ascii_case("none"))
+        {
+            line("proxycommand", command);
+        }
+        line(
+            "stricthostkeychecking",
+            get("stricthostkeychecking").unwrap_or("ask"),
+        );
+        line("identitiesonly", get("identitiesonly").unwrap_or("no"));
+        line("connecttimeout", get("connecttimeout").unwrap_or("none"));
+        // Debian's OpenSSH (keepalive-extensions patch) defaults ServerAliveInterval
+        // to 300 seconds in BatchMode.
+        let batch_mode =
+            get("batchmode").is_some_and(|v| parse_flag("BatchMode", v).unwrap_or(false));
+        let default_interval = if batch_mode { "300" } else { "0" };
+        line(
+            "serveraliveinterval",
+            get("serveraliveinterval").unwrap_or(default_interval),
+        );
+        line(
+            "serveralivecountmax",
+            get("serveralivecountmax").unwrap_or("3"),
+        );
+        line("batchmode", get("batchmode").unwrap_or("no"));
+        line("hashknownhosts", get("hashknownhosts").unwrap_or("no"));
+        Ok(out)
+    }
+}
+
+/// Splits a config line into its keyword and the rest (after whitespace and at most
+/// one `=`, as OpenSSH's `strdelim`); `None` for blank lines and comments.
+fn split_keyword(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
+    let (keyword, rest) = line.split_at(end);
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+    Some((keyword, rest))
+}
+
+/// Splits arguments like OpenSSH's `argv_split`: whitespace-separated, `"`/`'`
+/// quoting, `\` escaping quotes, backslash and space, and a `#` starting a word ends
+/// the line.
+fn split_args(text: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        match chars.peek() {
+            None | Some('#') => break,
+            Some(_) => {}
+        }
+        let mut arg = String::new();
+        let mut quote = None;
+        while let Some(c) = chars.next() {
+            match (c, quote) {
+                ('\\', _) if matches!(chars.peek(), Some('\\' | '"' | '\'' | ' ')) => {
+                    arg.extend(chars.next());
+                }
+                ('"' | '\'', None) => quote = Some(c),
+                (c, Some(q)) if c == q => quote = None,
+                (c, None) if c.is_whitespace() => break,
+                (c, _) => arg.push(c),
+            }
+        }
+        args.push(arg);
+    }
+    args
+}
+
+/// `HostName` expansion: OpenSSH allows only `%h` (the alias) and `%%` there.
+fn expand_hostname(name: &str, alias: &str) -> Result<String> {
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('h') => out.push_str(alias),
+            Some(other) => bail!("unknown token `%{other}` in HostName {name:?}"),
+            None => bail!("`%` at the end of HostName {name:?}"),
+        }
+    }
+    Ok(out)
+}
+
+/// `ProxyJump` as `ssh -G` prints it: earlier hops verbatim, the last one as
+/// `[user@]host[:port]` (an `ssh://` URI loses its scheme).
+fn normalize_jump(jump: &str) -> String {
+    let (extra, last) = match jump.rsplit_once(',') {
+        Some((extra, last)) => (Some(extra), last),
+        None => (None, jump),
+    };
+    let last = last.strip_prefix("ssh://").unwrap_or(last);
+    let last = last.strip_suffix('/').unwrap_or(last);
+    match extra {
+        Some(extra) => format!("{extra},{last}"),
+        None => last.to_owned(),
+    }
+}
+
+/// OpenSSH's `convtime`: a sequence of numbers each with an optional unit
+/// (`s`, `m`, `h`, `d`, `w`; seconds without one).
+fn convtime(text: &str) -> Result<u64> {
+    ensure!(!text.is_empty(), "empty time");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            if chars.peek().is_some() {
+                continue;
+            }
+        }
+        ensure!(!number.is_empty(), "no number before {c:?}");
+        let multiplier = if c.is_ascii_digit() {
+            1
+        } else {
+            match c.to_ascii_lowercase() {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                'w' => 604800,
+                _ => bail!("unknown time unit {c:?}"),
+            }
+        };
+        let value: u64 = number.parse()?;
+        total = value
+            .checked_mul(multiplier)
+            .and_then(|v| total.checked_add(v))
+            .context("time too large")?;
+        number.clear();
+    }
+    Ok(total)
+}
+
+/// `*` / `?` wildcard match, case-sensitive, as OpenSSH's `match_pattern`.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                backtrack = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match backtrack {
+                Some((bp, bt)) => {
+                    p = bp + 1;
+                    t = bt + 1;
+                    backtrack = Some((bp, bt + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+/// Expands `*` / `?` in any component of `pattern` (hidden files only match a
+/// pattern starting with `.`), sorted like glob(3); a path without wildcards is
+/// returned as is, whether or not it exists.
+fn glob(pattern: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::new()];
+    for component in pattern.components() {
+        let part = component.as_os_str().to_string_lossy();
+        if !part.contains(['*', '?']) {
+            for path in &mut paths {
+                path.push(component);
+            }
+            continue;
+        }
+        let mut next = Vec::new();
+        for dir in &paths {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| {
+                    (!name.starts_with('.') || part.starts_with('.')) && wildcard_match(&part, name)
+                })
+                .collect();
+            names.sort();
+            next.extend(names.into_iter().map(|name| dir.join(name)));
+        }
+        paths = next;
+    }
+    paths
 }
 
 /// Facts about the local side that `%` tokens refer to.
@@ -754,20 +1400,259 @@ Host included
         assert!(format!("{err:#}").contains("-oProxyCommand=evil"));
     }
 
+    /// Resolves through `ssh -G` and through the fallback parser and insists on the
+    /// same result.
+    fn assert_same(alias: &str, user: Option<&str>, port: Option<u16>, options: &ClientOptions) {
+        let via_ssh = resolve_using(OsStr::new("ssh"), alias, user, port, options).unwrap();
+        let via_parser =
+            resolve_without_ssh(alias, user, port, options, &LocalInfo::current()).unwrap();
+        assert_eq!(via_parser, via_ssh, "{alias} {user:?} {port:?} {options:?}");
+    }
+
+    fn with_config(f: &Fixture, extra: &[&str]) -> ClientOptions {
+        ClientOptions {
+            config_file: Some(f.path("config")),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// `CONFIG` without its `Match` block, which the fallback cannot evaluate.
+    fn config_without_match() -> String {
+        let start = CONFIG.find("Match host").unwrap();
+        let end = CONFIG.find("Host build-bad").unwrap();
+        format!("{}{}", &CONFIG[..start], &CONFIG[end..])
+    }
+
     #[test]
-    fn missing_ssh_is_a_clear_error() {
+    fn fallback_agrees_with_ssh_g_on_fixtures() {
+        let f = Fixture::new();
+        f.write("config", &config_without_match());
+        f.write("included.conf", INCLUDED);
+        let options = with_config(&f, &[]);
+        for alias in [
+            "build-7",
+            "build-bad",
+            "included",
+            "proxied",
+            "elsewhere",
+            "Mixed.Case",
+        ] {
+            assert_same(alias, None, None, &options);
+        }
+        assert_same("build-1", Some("override"), Some(4000), &options);
+        assert_same("build-1", Some("bob"), None, &options);
+
+        let pattern = "~/x/%d/%u/%l/%L/%h/%r/%p/%n/%k/%i/%C/%%/${HOME}";
+        f.write(
+            "config",
+            &format!(
+                "Host tok\n  HostName Tok.Example.NET\n  Port 2022\n  User someone\n  \
+                 IdentityFile {pattern}\n  UserKnownHostsFile {pattern}\n\
+                 Host tok2\n  HostKeyAlias KeyAlias\n  IdentityFile %k/%n\n  UserKnownHostsFile %k/%n\n"
+            ),
+        );
+        assert_same("tok", None, None, &options);
+        assert_same("tok2", None, None, &options);
+
+        f.write("config", "");
+        assert_same("Plain.Example", None, None, &options);
+    }
+
+    #[test]
+    fn fallback_agrees_with_ssh_g_on_syntax_details() {
+        let f = Fixture::new();
+        fs::create_dir(f.path("conf.d")).unwrap();
+        f.write(
+            "conf.d/10-a.conf",
+            "Host glob*\n  Port 1010\n  User first\n",
+        );
+        f.write(
+            "conf.d/20-b.conf",
+            "Host glob*\n  Port 2020\n  BatchMode yes\n",
+        );
+        f.write("conf.d/.hidden.conf", "Host glob*\n  HashKnownHosts yes\n");
+        f.write(
+            "config",
+            "\
+# comment
+Include {dir}/conf.d/*.conf
+Host eq
+  Port=3333
+  User = \"Some One\"
+  HostName=%h.X.%%
+  ConnectTimeout none
+  ConnectTimeout 1m30s
+  ServerAliveInterval 2h
+  ServerAliveCountMax=9
+  IDENTITYFILE none
+  identitiesonly Yes
+Host kh ?h2 !nope
+  UserKnownHostsFile ~/a %h
+  UserKnownHostsFile /never
+  GlobalKnownHostsFile /g1 /g2
+  IdentityAgent ~/%h/sock
+  StrictHostKeyChecking off
+Host pj
+  ProxyJump ssh://U@Bast:22,a@b:3,ssh://x@Last.Example:5
+  ProxyCommand nc %h
+Host pj1
+  ProxyJump ssh://U@Bast
+Host pc
+  ProxyCommand   nc  \"%h\"   %p  # not a comment
+  ProxyJump a@b
+Host v6
+  HostName FE80::AB
+Host *
+  IdentityFile ~/.ssh/id_%r
+  IdentityFile {dir}/second
+  IdentityAgent SSH_AUTH_SOCK
+  HashKnownHosts no
+",
+        );
+        let options = with_config(&f, &[]);
+        for alias in [
+            "eq", "kh", "xh2", "nope", "pj", "pj1", "pc", "v6", "glob1", "FE80::AB",
+        ] {
+            assert_same(alias, None, None, &options);
+        }
+        // Include inside a non-matching Host block contributes nothing.
+        f.write(
+            "config",
+            "Host other\n  Include {dir}/conf.d/*.conf\nHost *\n  Port 7\n",
+        );
+        assert_same("glob1", None, None, &options);
+    }
+
+    #[test]
+    fn fallback_agrees_with_ssh_g_on_command_line_options() {
+        let f = fixture();
+        f.write("config", &config_without_match());
+        let key = f.write("key", "");
+        let key = key.to_str().unwrap();
+        let other = f.write("other_config", "Host *\n  Port 5555\n");
+        let other = other.to_str().unwrap();
+        for extra in [
+            vec!["-p", "2300", "-l", "cli"],
+            vec!["-oPort=5", "-p", "7", "-o", "User x", "-l", "y"],
+            vec![
+                "-i",
+                key,
+                "-o",
+                "IdentityFile=/k0",
+                "-i",
+                "/nonexistent/key",
+            ],
+            vec!["-J", "j@h:99"],
+            vec!["-4", "-C", "-J", "ssh://j@h", "-o", "ProxyCommand=none"],
+            vec![
+                "-Tq",
+                "-oStrictHostKeyChecking=yes",
+                "-vp2400",
+                "-oConnectTimeout=3",
+            ],
+            vec!["-o", "UserKnownHostsFile=/u1 /u2", "-o", "HostKeyAlias=CLI"],
+        ] {
+            let options = with_config(&f, &extra);
+            for alias in ["build-3", "build-bad", "proxied"] {
+                assert_same(alias, None, None, &options);
+                assert_same(alias, Some("arg"), Some(4242), &options);
+            }
+        }
+        // `-F` in the extra options, with SSHCC_SSH_CONFIG unset, and `-F none`.
+        for file in [other, "none"] {
+            let options = ClientOptions {
+                config_file: None,
+                extra: vec!["-F".into(), file.into()],
+            };
+            assert_same("build-3", None, None, &options);
+        }
+    }
+
+    /// With no `-F`: the user's ~/.ssh/config and the system ssh_config (Debian's
+    /// includes ssh_config.d/*.conf and sets HashKnownHosts).
+    #[test]
+    fn fallback_agrees_with_ssh_g_on_default_config_files() {
+        let user_config = LocalInfo::current().tilde("~/.ssh/config");
+        if fs::read_to_string(&user_config).is_ok_and(|text| text.contains("Match")) {
+            return;
+        }
+        assert_same("some-host.example", None, None, &ClientOptions::default());
+    }
+
+    #[test]
+    fn fallback_skips_match_blocks() {
+        let f = fixture();
+        let options = with_config(&f, &[]);
+        let t =
+            resolve_without_ssh("build-7", None, None, &options, &LocalInfo::current()).unwrap();
+        // `ssh -G` applies `Match host *.farm.example` (port 2201, count max 5).
+        assert_eq!(t.port, 22);
+        assert_eq!(t.server_alive_count_max, 3);
+        // Everything else as OpenSSH resolves it.
+        assert_eq!(t.hostname, "build-7.farm.example");
+        assert_eq!(t.strict_host_key_checking, StrictHostKeyChecking::AcceptNew);
+        let t =
+            resolve_without_ssh("build-bad", None, None, &options, &LocalInfo::current()).unwrap();
+        assert_eq!(t, f.resolve("build-bad"));
+    }
+
+    #[test]
+    fn missing_ssh_falls_back_to_the_parser() {
+        let f = Fixture::new();
+        f.write("config", &config_without_match());
+        f.write("included.conf", INCLUDED);
+        let options = with_config(&f, &[]);
+        let t = resolve_using(
+            OsStr::new("/nonexistent/sshcc-no-ssh"),
+            "included",
+            None,
+            None,
+            &options,
+        )
+        .unwrap();
+        assert_eq!(t.hostname, "inc.example.com");
+        assert_eq!(t.port, 2222);
+        assert_eq!(t, f.resolve("included"));
+
+        // Errors from the fallback still name the alias and say why ssh was not used.
+        let options = ClientOptions {
+            config_file: Some(f.path("missing")),
+            extra: Vec::new(),
+        };
         let err = resolve_using(
             OsStr::new("/nonexistent/sshcc-no-ssh"),
             "box",
             None,
             None,
-            &ClientOptions::default(),
+            &options,
         )
         .unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("box"), "{msg}");
-        assert!(msg.contains("OpenSSH"), "{msg}");
         assert!(msg.contains("not on PATH"), "{msg}");
+    }
+
+    #[test]
+    fn fallback_helpers() {
+        assert_eq!(
+            split_args(r#"a "b c"  'd e' f\ g h#i # rest"#),
+            ["a", "b c", "d e", "f g", "h#i"]
+        );
+        assert_eq!(split_keyword("  Port=22 "), Some(("Port", "22")));
+        assert_eq!(split_keyword("Port = 22"), Some(("Port", "22")));
+        assert_eq!(split_keyword(" # x"), None);
+        assert_eq!(convtime("90").unwrap(), 90);
+        assert_eq!(convtime("1h2m3S").unwrap(), 3723);
+        assert!(convtime("5x").is_err());
+        assert!(convtime("m").is_err());
+        assert!(wildcard_match("b*-?", "build-7"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("B*", "build"));
+        assert!(!wildcard_match("b?", "b"));
+        assert_eq!(normalize_jump("ssh://u@h:2"), "u@h:2");
+        assert_eq!(normalize_jump("ssh://a@b,ssh://u@h"), "ssh://a@b,u@h");
+        assert_eq!(expand_hostname("%h.x%%", "a").unwrap(), "a.x%");
+        assert!(expand_hostname("%p", "a").is_err());
     }
 
     #[test]
