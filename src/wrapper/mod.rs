@@ -383,8 +383,15 @@ async fn distribute(
     };
     // An option an sshcc box would refuse (side files that would be lost, paths outside
     // the job) is better compiled here at once than refused remotely.
-    let remote_argv =
-        preprocess::remote_command(&invocation.argv, &invocation.argv[0], Mode::Classic);
+    let remote_compiler = invocation::remote_compiler_name(
+        &invocation.argv[0],
+        invocation
+            .path
+            .as_ref()
+            .or(std::env::var_os("PATH").as_ref()),
+        settings.no_rewrite_cross,
+    );
+    let remote_argv = preprocess::remote_command(&invocation.argv, &remote_compiler, Mode::Classic);
     if let Err(refusal) =
         crate::server::argument_policy::prepare(&remote_argv, "input.i", "output.o")
     {
@@ -400,7 +407,8 @@ async fn distribute(
         io_timeout_secs: settings.io_timeout_secs,
         excluded: Vec::new(),
     };
-    let mut preprocessed: Option<(Mode, Vec<u8>)> = None;
+    // Made once per preprocessing mode: a retry on a box of the same kind reuses it.
+    let mut prepared: Option<(Mode, Request)> = None;
     loop {
         let (host, flavour) = match broker.acquire(&acquire).await {
             Ok(Assigned::Remote { host, flavour }) => (host, flavour),
@@ -423,12 +431,22 @@ async fn distribute(
             Flavour::Sshcc => Mode::for_sshcc_box(&invocation.argv[0]),
             Flavour::Distccd => Mode::Classic,
         };
-        if preprocessed
+        if prepared
             .as_ref()
             .is_none_or(|(made_for, _)| *made_for != mode)
         {
             match preprocessed_source(invocation, scan, mode) {
-                Some(source) => preprocessed = Some((mode, source)),
+                Some(source) => {
+                    let argv = remote_command(invocation, &remote_compiler, mode);
+                    prepared = Some((
+                        mode,
+                        Request {
+                            version: Version::V1,
+                            argv,
+                            source,
+                        },
+                    ));
+                }
                 // The local compile reports whatever made preprocessing fail, once.
                 None => {
                     drop(broker);
@@ -436,21 +454,8 @@ async fn distribute(
                 }
             }
         }
-        let remote_compiler = invocation::remote_compiler_name(
-            &invocation.argv[0],
-            invocation
-                .path
-                .as_ref()
-                .or(std::env::var_os("PATH").as_ref()),
-            settings.no_rewrite_cross,
-        );
-        let request = Request {
-            version: Version::V1,
-            argv: remote_command(invocation, &remote_compiler, mode),
-            source: preprocessed
-                .as_ref()
-                .map(|(_, source)| source.clone())
-                .unwrap_or_default(),
+        let Some((_, request)) = &prepared else {
+            unreachable!("prepared just above");
         };
         // An sshcc box also gets the locale and the project's sources, so its messages
         // read exactly like a local compile's.
@@ -462,7 +467,7 @@ async fn distribute(
             Flavour::Distccd => JobContext::default(),
         };
         let started = Instant::now();
-        let response = match broker.run(&request, &context).await {
+        let response = match broker.run(request, &context).await {
             Ok(Ok(response)) => response,
             Ok(Err(why)) => {
                 tracing::warn!("{why}; {input} will be retried elsewhere");
