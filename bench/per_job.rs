@@ -30,7 +30,6 @@ use support::{BOX_COMPILER, DISTCCD, Login, Stats, machine_facts, stats, tail};
 const DEFAULT_RUNS: usize = 21;
 const MIN_RUNS: usize = 20;
 const RUNS_VARIABLE: &str = "SSHCC_BENCH_RUNS";
-/// Debian's distcc client rewrites `gcc` to the target-prefixed name before sending it.
 const SOURCE: &str = "tiny.c";
 const OBJECT: &str = "tiny.o";
 

@@ -88,6 +88,11 @@ pub fn ensure_box_user() -> Result<()> {
 }
 
 pub fn run_checked(program: &str, args: &[&str]) -> Result<()> {
+    checked_output(program, args).map(drop)
+}
+
+/// Runs `program`, failing with its stderr unless it succeeds.
+fn checked_output(program: &str, args: &[&str]) -> Result<std::process::Output> {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -99,7 +104,7 @@ pub fn run_checked(program: &str, args: &[&str]) -> Result<()> {
         out.status,
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    Ok(())
+    Ok(out)
 }
 
 /// The box account must be able to run the sshcc binary: o+x on it and o+x on every
@@ -132,17 +137,7 @@ pub fn check_world_executable(binary: &Path) -> Result<()> {
 
 /// The first line of a command's stdout (or stderr, for `ssh -V`), trimmed.
 pub fn capture(program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    ensure!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let out = checked_output(program, args)?;
     let text = if out.stdout.is_empty() {
         out.stderr
     } else {
