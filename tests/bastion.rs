@@ -12,10 +12,10 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::{project_copy, run, sshcc, stderr};
+use common::{compile_via, project_copy, run, ssh_stanza, stderr};
 use sshcc::throwaway_box::ThrowawayBox;
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
@@ -111,24 +111,6 @@ impl Drop for Network {
     }
 }
 
-/// The box's own `Host box` stanza, renamed, with `extra` options added.
-fn stanza(build_box: &ThrowawayBox, alias: &str, extra: &str) -> String {
-    let text = std::fs::read_to_string(build_box.ssh_config())
-        .unwrap()
-        .replacen("Host box", &format!("Host {alias}"), 1);
-    format!("{}\n  {extra}\n", text.trim_end())
-}
-
-fn compile_via(config: &Path, alias: &str, dir: &Path) -> std::process::Output {
-    run(Command::new(sshcc())
-        .current_dir(dir)
-        .args(["gcc", "-O2", "-c", "geometry.c", "-o", "g.o"])
-        .env("SSHCC_HOSTS", format!("@{alias}/4:{}", sshcc().display()))
-        .env("SSHCC_SSH_CONFIG", config)
-        .env("SSHCC_NO_DAEMON", "1")
-        .env("DISTCC_FALLBACK", "0"))
-}
-
 #[test]
 fn builds_reach_a_box_only_through_one_or_two_bastions() {
     // SAFETY: geteuid has no preconditions.
@@ -156,10 +138,10 @@ fn builds_reach_a_box_only_through_one_or_two_bastions() {
     std::fs::write(
         &config,
         [
-            stanza(&jump1, "jump1", "ConnectTimeout 5"),
-            stanza(&jump2, "jump2", "ProxyJump jump1"),
-            stanza(&target, "target", "ProxyJump jump1,jump2"),
-            stanza(&target, "target-direct", "ConnectTimeout 3"),
+            ssh_stanza(&jump1, "jump1", "ConnectTimeout 5"),
+            ssh_stanza(&jump2, "jump2", "ProxyJump jump1"),
+            ssh_stanza(&target, "target", "ProxyJump jump1,jump2"),
+            ssh_stanza(&target, "target-direct", "ConnectTimeout 3"),
         ]
         .concat(),
     )

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{project_copy, run, sshcc, stderr};
+use common::{compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
 use sshcc::throwaway_box::ThrowawayBox;
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
@@ -19,33 +19,10 @@ fn config(
     extra: &str,
     dir: &Path,
 ) -> std::path::PathBuf {
-    let bastion_config = std::fs::read_to_string(bastion.ssh_config())
-        .unwrap()
-        .replacen("Host box", "Host jump", 1);
-    let target_config = std::fs::read_to_string(target.ssh_config())
-        .unwrap()
-        .replacen("Host box", "Host target", 1);
     let path = dir.join("ssh_config");
-    std::fs::write(
-        &path,
-        format!(
-            "{bastion_config}\n{}\n  {extra}\n",
-            target_config.trim_end()
-        ),
-    )
-    .unwrap();
+    let text = ssh_stanza(bastion, "jump", "") + &ssh_stanza(target, "target", extra);
+    std::fs::write(&path, text).unwrap();
     path
-}
-
-fn compile_through(config: &Path, dir: &Path) -> std::process::Output {
-    run(Command::new(sshcc())
-        .current_dir(dir)
-        .args(["gcc", "-O2", "-c", "geometry.c", "-o", "g.o"])
-        .env("SSHCC_HOSTS", format!("@target/4:{}", sshcc().display()))
-        .env("SSHCC_SSH_CONFIG", config)
-        .env("SSHCC_NO_DAEMON", "1")
-        .env("DISTCC_FALLBACK", "0")
-        .env("SSHCC_LOG", "info"))
 }
 
 #[test]
@@ -70,7 +47,7 @@ fn proxy_jump_and_proxy_command_reach_the_box() {
     assert!(local.status.success());
 
     let jump = config(&bastion, &target, "ProxyJump jump", scratch.path());
-    let output = compile_through(&jump, dir);
+    let output = compile_via(&jump, "target", dir);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("geometry.c → @target/4"),
@@ -88,7 +65,7 @@ fn proxy_jump_and_proxy_command_reach_the_box() {
         scratch.path().join("ssh_config").display()
     );
     let proxied = config(&bastion, &target, &command, &scratch.path().join(""));
-    let output = compile_through(&proxied, dir);
+    let output = compile_via(&proxied, "target", dir);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         std::fs::read(dir.join("g.o")).unwrap(),

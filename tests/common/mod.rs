@@ -61,3 +61,29 @@ pub fn compile_locally(dir: &Path, compiler: &str, args: &[&str], source: &str, 
         stderr(&result)
     );
 }
+
+/// A throwaway box's `Host box` stanza renamed to `alias`, with `extra` options added.
+pub fn ssh_stanza(
+    build_box: &sshcc::throwaway_box::ThrowawayBox,
+    alias: &str,
+    extra: &str,
+) -> String {
+    let text = std::fs::read_to_string(build_box.ssh_config())
+        .expect("box ssh_config")
+        .replacen("Host box", &format!("Host {alias}"), 1);
+    format!("{}\n  {extra}\n", text.trim_end())
+}
+
+/// `sshcc gcc -O2 -c geometry.c -o g.o` in `dir` through the host `alias` of `config`,
+/// with no daemon and no local fallback (success means it ran on the box), logging
+/// where it ran.
+pub fn compile_via(config: &Path, alias: &str, dir: &Path) -> Output {
+    run(Command::new(sshcc())
+        .current_dir(dir)
+        .args(["gcc", "-O2", "-c", "geometry.c", "-o", "g.o"])
+        .env("SSHCC_HOSTS", format!("@{alias}/4:{}", sshcc().display()))
+        .env("SSHCC_SSH_CONFIG", config)
+        .env("SSHCC_NO_DAEMON", "1")
+        .env("DISTCC_FALLBACK", "0")
+        .env("SSHCC_LOG", "info"))
+}
