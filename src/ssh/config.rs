@@ -62,6 +62,9 @@ pub struct SshTarget {
     /// dropped. Without any `IdentityFile` in the configuration these are OpenSSH's
     /// defaults (`~/.ssh/id_rsa`, `id_ecdsa`, …), which need not exist.
     pub identity_files: Vec<PathBuf>,
+    /// `CertificateFile`s in order, expanded like identity files. OpenSSH also tries
+    /// `<identity file>-cert.pub` beside each identity file, which callers do.
+    pub certificate_files: Vec<PathBuf>,
     pub identities_only: bool,
     /// `IdentityAgent` as OpenSSH printed it (already expanded): a socket path, or
     /// `none` (agent disabled), or `SSH_AUTH_SOCK` (use the environment variable).
@@ -270,6 +273,7 @@ struct RawConfig {
     /// Lowercased keyword → first value.
     single: std::collections::HashMap<String, String>,
     identity_files: Vec<String>,
+    certificate_files: Vec<String>,
     user_known_hosts_files: Option<String>,
     global_known_hosts_files: Option<String>,
     proxy_jump: Option<String>,
@@ -531,6 +535,7 @@ impl ConfigReader<'_> {
         };
         match key.as_str() {
             "identityfile" => self.raw.identity_files.push(first.clone()),
+            "certificatefile" => self.raw.certificate_files.push(first.clone()),
             "userknownhostsfile" if self.raw.user_known_hosts_files.is_none() => {
                 self.raw.user_known_hosts_files = Some(args.join(" "));
             }
@@ -622,6 +627,9 @@ impl ConfigReader<'_> {
         }
         for file in &raw.identity_files {
             line("identityfile", file);
+        }
+        for file in &raw.certificate_files {
+            line("certificatefile", &local.tilde(file).to_string_lossy());
         }
         let user_files = raw
             .user_known_hosts_files
@@ -897,6 +905,7 @@ fn parse_ssh_g(alias: &str, output: &str, local: &LocalInfo) -> Result<SshTarget
     let mut port = None;
     let mut user = None;
     let mut raw_identity_files = Vec::new();
+    let mut raw_certificate_files = Vec::new();
     let mut identities_only = false;
     let mut identity_agent = None;
     let mut user_known_hosts_files = Vec::new();
@@ -931,6 +940,7 @@ fn parse_ssh_g(alias: &str, output: &str, local: &LocalInfo) -> Result<SshTarget
             }
             "user" => user = Some(value.to_owned()),
             "identityfile" => raw_identity_files.push(value.to_owned()),
+            "certificatefile" => raw_certificate_files.push(value.to_owned()),
             "identitiesonly" => identities_only = parse_flag(key, value)?,
             "identityagent" => identity_agent = Some(value.to_owned()),
             "userknownhostsfile" => {
@@ -972,17 +982,21 @@ fn parse_ssh_g(alias: &str, output: &str, local: &LocalInfo) -> Result<SshTarget
         host_key_alias: host_key_alias.as_deref(),
         proxy_jump: proxy_jump.as_deref(),
     };
-    let mut identity_files = Vec::new();
-    for raw in &raw_identity_files {
-        if raw.eq_ignore_ascii_case("none") {
-            continue;
-        }
-        let path = tilde(raw);
-        let path = tokens
-            .expand(&path.to_string_lossy())
-            .with_context(|| format!("expanding IdentityFile {raw:?}"))?;
-        identity_files.push(PathBuf::from(path));
-    }
+    let expand_paths = |raw_paths: &[String], keyword: &str| -> Result<Vec<PathBuf>> {
+        raw_paths
+            .iter()
+            .filter(|raw| !raw.eq_ignore_ascii_case("none"))
+            .map(|raw| {
+                let path = tilde(raw);
+                tokens
+                    .expand(&path.to_string_lossy())
+                    .map(PathBuf::from)
+                    .with_context(|| format!("expanding {keyword} {raw:?}"))
+            })
+            .collect()
+    };
+    let identity_files = expand_paths(&raw_identity_files, "IdentityFile")?;
+    let certificate_files = expand_paths(&raw_certificate_files, "CertificateFile")?;
 
     Ok(SshTarget {
         alias: alias.to_owned(),
@@ -990,6 +1004,7 @@ fn parse_ssh_g(alias: &str, output: &str, local: &LocalInfo) -> Result<SshTarget
         port,
         user,
         identity_files,
+        certificate_files,
         identities_only,
         identity_agent,
         user_known_hosts_files,
