@@ -5,8 +5,9 @@
 //! installed OpenSSH client: `ssh -G [-F FILE] [-l USER] [-p PORT] ALIAS` prints the
 //! fully resolved configuration as flat `key value` lines in about 5 ms, and we parse
 //! that. On machines without an `ssh` binary a small fallback parser (see
-//! [`resolve_without_ssh`]) handles the common subset — everything but `Match` — and
-//! produces the same `key value` lines, so both paths share [`parse_ssh_g`].
+//! [`resolve_without_ssh`]) handles the common subset — `Host`, `Match` (`exec` and
+//! `final` included), `Include`, but not `CanonicalizeHostname` — and produces the
+//! same `key value` lines, so both paths share [`parse_ssh_g`].
 //!
 //! What `ssh -G` leaves to the connecting client, and this module therefore does itself:
 //! `~` and `%` tokens / `${VAR}` in `IdentityFile` (OpenSSH only expands them when it
@@ -241,13 +242,20 @@ fn command_line(user: Option<&str>, port: Option<u16>, options: &ClientOptions) 
 // Fallback for machines without OpenSSH's client.
 //
 // A small ssh_config(5) reader for the subset sshcc relies on: `Host` patterns (`*`,
-// `?`, `!`), options before the first `Host`, first value wins (`IdentityFile`
-// accumulates), `Include` (globs, relative to ~/.ssh or /etc/ssh), `Key=Value`,
-// quoting, case-insensitive keywords, and the `ssh` options `-F -p -l -i -o -J`. It
-// prints what `ssh -G` would print for the options sshcc reads, then hands that to
-// [`parse_ssh_g`], so both paths share one mapping. Not supported: `Match` blocks
-// (skipped with a warning), `CanonicalizeHostname`, unknown or invalid options (ignored
-// rather than rejected), and `Port` given as a service name.
+// `?`, `!`), `Match` as in OpenSSH 9.2 (`all`, `canonical`, `final`, `host`,
+// `originalhost`, `user`, `localuser`, `exec`, `!` negation), options before the first
+// `Host`, first value wins (`IdentityFile` accumulates), `Include` (globs, relative to
+// ~/.ssh or /etc/ssh), `Key=Value`, quoting, case-insensitive keywords, and the `ssh`
+// options `-F -p -l -i -o -J`. It prints what `ssh -G` would print for the options
+// sshcc reads, then hands that to [`parse_ssh_g`], so both paths share one mapping.
+//
+// `Match final` makes OpenSSH read the configuration a second time, matching `Host`
+// and `Match host` against the hostname the first pass resolved; the reader does the
+// same. OpenSSH also makes that second pass for `CanonicalizeHostname`, which is not
+// supported here: so `Match canonical`, which OpenSSH 9.2 treats like `final`, only
+// matches when some `Match final` asked for the second pass. Also not supported:
+// unknown or invalid options (ignored rather than rejected), and `Port` given as a
+// service name.
 // ---------------------------------------------------------------------------------
 
 /// `ssh` options that take an argument (OpenSSH 9.2's getopt string).
@@ -272,8 +280,8 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 struct RawConfig {
     /// Lowercased keyword → first value.
     single: std::collections::HashMap<String, String>,
-    identity_files: Vec<String>,
-    certificate_files: Vec<String>,
+    identity_files: KeyFiles,
+    certificate_files: KeyFiles,
     user_known_hosts_files: Option<String>,
     global_known_hosts_files: Option<String>,
     proxy_jump: Option<String>,
@@ -288,10 +296,35 @@ enum ConfigKind {
     System,
 }
 
+/// `IdentityFile`s or `CertificateFile`s in order, each with its source: `-i` (`None`),
+/// or the kind of configuration file (`-o` counts as a user file). OpenSSH ignores a
+/// path already listed from the same source, which keeps the final pass, reading
+/// everything again, from listing files twice.
+#[derive(Debug, Default)]
+struct KeyFiles(Vec<(Option<ConfigKind>, String)>);
+
+impl KeyFiles {
+    fn add(&mut self, source: Option<ConfigKind>, path: &str) {
+        if !self.0.iter().any(|(s, p)| *s == source && p == path) {
+            self.0.push((source, path.to_owned()));
+        }
+    }
+
+    fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(_, path)| path.as_str())
+    }
+}
+
 struct ConfigReader<'a> {
     alias: &'a str,
     local: &'a LocalInfo,
     raw: RawConfig,
+    /// Set for OpenSSH's final pass: the hostname the first pass resolved, which `Host`
+    /// and `Match host` then match instead of the alias and later `HostName`s cannot
+    /// change.
+    final_hostname: Option<String>,
+    /// Whether a `Match final` asked for that pass.
+    want_final_pass: bool,
 }
 
 /// Resolves `alias` like `ssh -G` with the options [`command_line`] builds, without
@@ -314,6 +347,8 @@ fn ssh_g_output_without_ssh(alias: &str, args: &[OsString], local: &LocalInfo) -
         alias,
         local,
         raw: RawConfig::default(),
+        final_hostname: None,
+        want_final_pass: false,
     };
     let mut config_file: Option<PathBuf> = None;
     let mut args = args.iter();
@@ -348,52 +383,48 @@ fn ssh_g_output_without_ssh(alias: &str, args: &[OsString], local: &LocalInfo) -
                     // OpenSSH drops (with a warning) `-i` files it cannot stat.
                     let path = local.tilde(&value_str);
                     if path.exists() {
-                        reader
-                            .raw
-                            .identity_files
-                            .push(path.to_string_lossy().into_owned());
+                        reader.raw.identity_files.add(None, &path.to_string_lossy());
                     } else {
                         tracing::warn!("identity file {} not accessible", path.display());
                     }
                 }
                 'J' => reader.set_proxy_jump(&value_str),
-                'o' => reader.line(
-                    &value_str,
-                    Path::new("command-line"),
-                    0,
-                    true,
-                    ConfigKind::User,
-                    0,
-                )?,
+                'o' => {
+                    if let Some((keyword, _)) = split_keyword(&value_str) {
+                        ensure!(
+                            !["host", "match", "include"]
+                                .contains(&keyword.to_ascii_lowercase().as_str()),
+                            "{keyword} is not supported as a command-line option (-o)"
+                        );
+                    }
+                    reader.line(
+                        &value_str,
+                        Path::new("command-line"),
+                        0,
+                        true,
+                        ConfigKind::User,
+                        0,
+                    )?
+                }
                 _ => {}
             }
             break;
         }
     }
 
-    match config_file {
-        Some(file) if file.as_os_str() == "none" => {}
-        Some(file) => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read SSH config file {}", file.display()))?;
-            reader.file(&text, &file, true, ConfigKind::User, 0)?;
-        }
-        None => {
-            let user_file = local.tilde("~/.ssh/config");
-            for (file, kind) in [
-                (user_file, ConfigKind::User),
-                (PathBuf::from("/etc/ssh/ssh_config"), ConfigKind::System),
-            ] {
-                match std::fs::read_to_string(&file) {
-                    Ok(text) => reader.file(&text, &file, true, kind, 0)?,
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => {
-                        return Err(anyhow!(err)
-                            .context(format!("cannot read SSH config file {}", file.display())));
-                    }
-                }
-            }
-        }
+    let must_exist = config_file.is_some();
+    let files = match config_file {
+        Some(file) if file.as_os_str() == "none" => Vec::new(),
+        Some(file) => vec![(file, ConfigKind::User)],
+        None => vec![
+            (local.tilde("~/.ssh/config"), ConfigKind::User),
+            (PathBuf::from("/etc/ssh/ssh_config"), ConfigKind::System),
+        ],
+    };
+    reader.read_files(&files, must_exist)?;
+    if reader.want_final_pass {
+        reader.final_hostname = Some(reader.hostname()?);
+        reader.read_files(&files, must_exist)?;
     }
     reader.output()
 }
@@ -425,6 +456,25 @@ impl ConfigReader<'_> {
         }
     }
 
+    /// One pass over the configuration `files`; a missing file is an error only when
+    /// `must_exist` (`-F`).
+    fn read_files(&mut self, files: &[(PathBuf, ConfigKind)], must_exist: bool) -> Result<()> {
+        for (file, kind) in files {
+            let text = match std::fs::read_to_string(file) {
+                Ok(text) => text,
+                Err(err) if !must_exist && err.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(err) => {
+                    return Err(anyhow!(err)
+                        .context(format!("cannot read SSH config file {}", file.display())));
+                }
+            };
+            self.file(&text, file, true, *kind, 0)?;
+        }
+        Ok(())
+    }
+
     /// Reads one file's `text`; `can_match` says whether the surrounding context applies
     /// (an `Include` in a non-matching `Host` block can never match).
     fn file(
@@ -436,46 +486,145 @@ impl ConfigReader<'_> {
         depth: usize,
     ) -> Result<()> {
         let mut active = can_match;
-        let mut in_match = false;
         for (number, line) in text.lines().enumerate() {
             let number = number + 1;
             let Some((keyword, rest)) = split_keyword(line) else {
                 continue;
             };
+            let location = || format!("{}:{number}", path.display());
             match keyword.to_ascii_lowercase().as_str() {
                 "host" => {
-                    in_match = false;
-                    active = can_match && self.host_matches(&split_args(rest));
+                    let patterns = split_args(rest).with_context(location)?;
+                    let host = self.final_hostname.as_deref().unwrap_or(self.alias);
+                    active = can_match
+                        && pattern_list_matches(patterns.iter().map(String::as_str), host);
                 }
                 "match" => {
-                    tracing::warn!(
-                        "{}:{number}: `Match` is not supported without OpenSSH's client; \
-                         ignoring this block",
-                        path.display()
-                    );
-                    in_match = true;
+                    // OpenSSH checks the quoting of every line like this before
+                    // splitting the criteria differently (see `MatchWords`).
+                    split_args(rest).with_context(location)?;
+                    // Evaluated even where it cannot apply: OpenSSH runs its `exec`
+                    // commands and notes `final` there too.
+                    let matched = self
+                        .match_condition(rest)
+                        .with_context(|| format!("{}: bad Match condition", location()))?;
+                    active = can_match && matched;
                 }
-                _ if in_match => {}
                 _ => self.line(line, path, number, active, kind, depth)?,
             }
         }
         Ok(())
     }
 
-    /// Whether a `Host` line's patterns select the alias: some pattern matches and no
-    /// negated one does.
-    fn host_matches(&self, patterns: &[String]) -> bool {
-        let mut matched = false;
-        for pattern in patterns {
-            if let Some(negated) = pattern.strip_prefix('!') {
-                if wildcard_match(negated, self.alias) {
-                    return false;
+    /// Whether all criteria of a `Match` line hold, as OpenSSH 9.2's `match_cfg_line`
+    /// decides it, errors included.
+    fn match_condition(&mut self, condition: &str) -> Result<bool> {
+        let host = self.host_so_far()?;
+        let mut words = MatchWords(Some(condition));
+        let mut result = true;
+        let mut criteria = 0;
+        while let Some(word) = words.next().filter(|w| !w.is_empty()) {
+            if word.starts_with('#') {
+                break;
+            }
+            let (negate, name) = match word.strip_prefix('!') {
+                Some(name) => (true, name.to_ascii_lowercase()),
+                None => (false, word.to_ascii_lowercase()),
+            };
+            if name == "all" {
+                // OpenSSH's check: tolerated after at most one other criterion, but
+                // nothing may follow it.
+                let next = words.next();
+                ensure!(
+                    criteria <= 1 && next.is_none_or(|w| w.is_empty() || w.starts_with('#')),
+                    "`{word}` cannot be combined with other Match criteria"
+                );
+                return Ok(result && !negate);
+            }
+            criteria += 1;
+            let matched = if name == "canonical" || name == "final" {
+                self.want_final_pass |= name == "final";
+                self.final_hostname.is_some()
+            } else {
+                let arg = words
+                    .next()
+                    .filter(|a| !a.is_empty() && !a.starts_with('#'))
+                    .with_context(|| format!("missing argument for Match {word}"))?;
+                let user = self.raw.single.get("user").unwrap_or(&self.local.user);
+                match name.as_str() {
+                    "host" => hostname_matches(&arg, &host),
+                    "originalhost" => hostname_matches(&arg, self.alias),
+                    "user" => pattern_list_matches(arg.split(','), user),
+                    "localuser" => pattern_list_matches(arg.split(','), &self.local.user),
+                    "exec" => {
+                        let command = self.match_exec_command(&arg, &host, user)?;
+                        // As OpenSSH: expanded (and so checked) regardless, but not run
+                        // once the line cannot match any more.
+                        if !result {
+                            continue;
+                        }
+                        run_match_exec(&command)?
+                    }
+                    _ => bail!("unsupported Match attribute `{word}`"),
                 }
-            } else if wildcard_match(pattern, self.alias) {
-                matched = true;
+            };
+            if matched == negate {
+                result = false;
             }
         }
-        matched
+        ensure!(criteria > 0, "Match needs at least one criterion");
+        Ok(result)
+    }
+
+    /// A `Match exec` command with the `%` tokens OpenSSH 9.2 expands there, from the
+    /// configuration read so far; `host` is what `Match host` compares and `user` the
+    /// remote user.
+    fn match_exec_command(&self, command: &str, host: &str, user: &str) -> Result<String> {
+        let port = match self.raw.single.get("port") {
+            Some(port) => port.parse().with_context(|| format!("bad port {port:?}"))?,
+            None => 22,
+        };
+        let tokens = Tokens {
+            local: self.local,
+            alias: self.alias,
+            hostname: host,
+            port,
+            user,
+            key_alias: self
+                .raw
+                .single
+                .get("hostkeyalias")
+                .map_or(host, String::as_str),
+            proxy_jump: None,
+        };
+        tokens.expand_percent(command, TokenSet::MatchExec)
+    }
+
+    /// The host name the configuration read so far leads to, as `Match host` sees it:
+    /// the final pass's, else `HostName` with `%h` expanded, else the alias.
+    fn host_so_far(&self) -> Result<String> {
+        if let Some(hostname) = &self.final_hostname {
+            return Ok(hostname.clone());
+        }
+        match self.raw.single.get("hostname") {
+            Some(name) => expand_hostname(name, self.alias),
+            None => Ok(self.alias.to_owned()),
+        }
+    }
+
+    /// The host name to connect to, as `ssh -G` prints it.
+    fn hostname(&self) -> Result<String> {
+        let hostname = self.host_so_far()?;
+        // OpenSSH lowercases names but leaves addresses alone, and (as OpenSSH 9.2
+        // on glibc does) anything with a `%`, which the numeric-address check takes
+        // for a scope id.
+        Ok(
+            if hostname.parse::<std::net::IpAddr>().is_ok() || hostname.contains('%') {
+                hostname
+            } else {
+                hostname.to_lowercase()
+            },
+        )
     }
 
     /// One option line (not `Host`/`Match`).
@@ -492,13 +641,14 @@ impl ConfigReader<'_> {
             return Ok(());
         };
         let key = keyword.to_ascii_lowercase();
+        let args = split_args(rest).with_context(|| format!("{}:{number}", path.display()))?;
         if key == "include" {
             ensure!(
                 depth < MAX_INCLUDE_DEPTH,
                 "{}:{number}: Include nested too deeply",
                 path.display()
             );
-            for pattern in split_args(rest) {
+            for pattern in args {
                 let pattern = self.local.tilde(&pattern);
                 let pattern = if pattern.is_absolute() {
                     pattern
@@ -526,7 +676,6 @@ impl ConfigReader<'_> {
             }
             return Ok(());
         }
-        let args = split_args(rest);
         let Some(first) = args.first() else {
             bail!(
                 "{}:{number}: missing argument for {keyword}",
@@ -534,8 +683,8 @@ impl ConfigReader<'_> {
             );
         };
         match key.as_str() {
-            "identityfile" => self.raw.identity_files.push(first.clone()),
-            "certificatefile" => self.raw.certificate_files.push(first.clone()),
+            "identityfile" => self.raw.identity_files.add(Some(kind), first),
+            "certificatefile" => self.raw.certificate_files.add(Some(kind), first),
             "userknownhostsfile" if self.raw.user_known_hosts_files.is_none() => {
                 self.raw.user_known_hosts_files = Some(args.join(" "));
             }
@@ -569,22 +718,11 @@ impl ConfigReader<'_> {
     /// The `ssh -G` lines for what was collected, with OpenSSH's defaults and the
     /// expansions `ssh -G` performs itself.
     fn output(self) -> Result<String> {
+        let hostname = self.hostname()?;
         let raw = self.raw;
         let local = self.local;
         let get = |key: &str| raw.single.get(key).map(String::as_str);
 
-        let hostname = match get("hostname") {
-            Some(name) => expand_hostname(name, self.alias)?,
-            None => self.alias.to_owned(),
-        };
-        // OpenSSH lowercases names but leaves addresses alone, and (as OpenSSH 9.2
-        // on glibc does) anything with a `%`, which the numeric-address check takes
-        // for a scope id.
-        let hostname = if hostname.parse::<std::net::IpAddr>().is_ok() || hostname.contains('%') {
-            hostname
-        } else {
-            hostname.to_lowercase()
-        };
         let port: u16 = match get("port") {
             Some(port) => port.parse().with_context(|| format!("bad port {port:?}"))?,
             None => 22,
@@ -604,7 +742,7 @@ impl ConfigReader<'_> {
             hostname: &hostname,
             port,
             user: &user,
-            host_key_alias: host_key_alias.as_deref(),
+            key_alias: host_key_alias.as_deref().unwrap_or(self.alias),
             proxy_jump: proxy_jump.as_deref(),
         };
         let expand = |value: &str| tokens.expand(&local.tilde(value).to_string_lossy());
@@ -620,15 +758,15 @@ impl ConfigReader<'_> {
         line("hostname", &hostname);
         line("port", &port.to_string());
         line("user", &user);
-        if raw.identity_files.is_empty() {
+        if raw.identity_files.paths().next().is_none() {
             for file in DEFAULT_IDENTITY_FILES {
                 line("identityfile", file);
             }
         }
-        for file in &raw.identity_files {
+        for file in raw.identity_files.paths() {
             line("identityfile", file);
         }
-        for file in &raw.certificate_files {
+        for file in raw.certificate_files.paths() {
             line("certificatefile", &local.tilde(file).to_string_lossy());
         }
         let user_files = raw
@@ -707,8 +845,8 @@ fn split_keyword(line: &str) -> Option<(&str, &str)> {
 
 /// Splits arguments like OpenSSH's `argv_split`: whitespace-separated, `"`/`'`
 /// quoting, `\` escaping quotes, backslash and space, and a `#` starting a word ends
-/// the line.
-fn split_args(text: &str) -> Vec<String> {
+/// the line. An unterminated quote is an error, as in OpenSSH, whatever the keyword.
+fn split_args(text: &str) -> Result<Vec<String>> {
     let mut args = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
@@ -730,9 +868,10 @@ fn split_args(text: &str) -> Vec<String> {
                 (c, _) => arg.push(c),
             }
         }
+        ensure!(quote.is_none(), "invalid quotes");
         args.push(arg);
     }
-    args
+    Ok(args)
 }
 
 /// `HostName` expansion: OpenSSH allows only `%h` (the alias) and `%%` there.
@@ -804,6 +943,101 @@ fn convtime(text: &str) -> Result<u64> {
         number.clear();
     }
     Ok(total)
+}
+
+/// OpenSSH's `match_pattern_list`: whether some pattern matches `text` and no
+/// `!`-negated one does. `Host` gives its patterns as separate words, `Match` as one
+/// comma-separated list.
+fn pattern_list_matches<'p>(patterns: impl IntoIterator<Item = &'p str>, text: &str) -> bool {
+    let mut matched = false;
+    for pattern in patterns {
+        if let Some(negated) = pattern.strip_prefix('!') {
+            if wildcard_match(negated, text) {
+                return false;
+            }
+        } else if wildcard_match(pattern, text) {
+            matched = true;
+        }
+    }
+    matched
+}
+
+/// OpenSSH's `match_hostname`: a comma-separated pattern list matched ignoring ASCII
+/// case.
+fn hostname_matches(patterns: &str, host: &str) -> bool {
+    let patterns = patterns.to_ascii_lowercase();
+    // OpenSSH's list parser ends at a trailing comma rather than reading an empty
+    // pattern after it.
+    let patterns = patterns.strip_suffix(',').unwrap_or(&patterns);
+    pattern_list_matches(patterns.split(','), &host.to_ascii_lowercase())
+}
+
+/// The words of a `Match` line, split like OpenSSH's `strdelim` rather than like other
+/// options' arguments: whitespace or a single `=` separates, `"` quotes (also inside a
+/// word) without escapes, and an unterminated quote ends the line.
+struct MatchWords<'a>(Option<&'a str>);
+
+impl Iterator for MatchWords<'_> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        const WHITESPACE: [char; 4] = [' ', '\t', '\r', '\n'];
+        let text = self.0?;
+        let Some(end) = text.find(|c| WHITESPACE.contains(&c) || c == '"' || c == '=') else {
+            self.0 = None;
+            return Some(text.to_owned());
+        };
+        let (word, rest) = text.split_at(end);
+        // Every delimiter is one ASCII byte.
+        let (delimiter, after) = rest.split_at(1);
+        if delimiter == "\"" {
+            let Some(close) = after.find('"') else {
+                self.0 = None;
+                return None;
+            };
+            self.0 = Some(after[close + 1..].trim_start_matches(WHITESPACE));
+            return Some(format!("{word}{}", &after[..close]));
+        }
+        let after = after.trim_start_matches(WHITESPACE);
+        self.0 = Some(match after.strip_prefix('=') {
+            // Whitespace, then the one `=` allowed.
+            Some(after_equals) if delimiter != "=" => after_equals.trim_start_matches(WHITESPACE),
+            _ => after,
+        });
+        Some(word.to_owned())
+    }
+}
+
+/// Runs a `Match exec` command as OpenSSH does (`$SHELL -c`, stdin and stdout on
+/// /dev/null); whether it exited with status 0.
+fn run_match_exec(command: &str) -> Result<bool> {
+    let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
+    // stderr is captured because `ssh -G`'s is too, and would disturb the output of
+    // the compiler sshcc runs for.
+    let output = Command::new(&shell)
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run Match exec command {command:?} with {}",
+                shell.to_string_lossy()
+            )
+        })?;
+    let code = output.status.code().with_context(|| {
+        format!(
+            "Match exec command {command:?} exited abnormally ({})",
+            output.status
+        )
+    })?;
+    tracing::debug!(
+        "Match exec {command:?} exited with {code}: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(code == 0)
 }
 
 /// `*` / `?` wildcard match, case-sensitive, as OpenSSH's `match_pattern`.
@@ -979,7 +1213,7 @@ fn parse_ssh_g(alias: &str, output: &str, local: &LocalInfo) -> Result<SshTarget
         hostname: &hostname,
         port,
         user: &user,
-        host_key_alias: host_key_alias.as_deref(),
+        key_alias: host_key_alias.as_deref().unwrap_or(alias),
         proxy_jump: proxy_jump.as_deref(),
     };
     let expand_paths = |raw_paths: &[String], keyword: &str| -> Result<Vec<PathBuf>> {
@@ -1047,15 +1281,29 @@ struct Tokens<'a> {
     hostname: &'a str,
     port: u16,
     user: &'a str,
-    host_key_alias: Option<&'a str>,
+    /// `%k`: `HostKeyAlias`, else (depending on the setting) the alias or the hostname.
+    key_alias: &'a str,
     proxy_jump: Option<&'a str>,
+}
+
+/// Which `%` tokens a setting knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSet {
+    /// `IdentityFile`, `UserKnownHostsFile`, `IdentityAgent`, …
+    Paths,
+    /// `Match exec`, which in OpenSSH 9.2 has no `%j`.
+    MatchExec,
 }
 
 impl Tokens<'_> {
     /// OpenSSH's `default_client_percent_dollar_expand`: `${VAR}` first, then `%` tokens.
     /// Unknown tokens and undefined variables are errors, as in OpenSSH.
     fn expand(&self, input: &str) -> Result<String> {
-        let input = expand_env(input)?;
+        self.expand_percent(&expand_env(input)?, TokenSet::Paths)
+    }
+
+    /// `%` tokens only; unknown ones are errors.
+    fn expand_percent(&self, input: &str, set: TokenSet) -> Result<String> {
         let mut out = String::with_capacity(input.len());
         let mut chars = input.chars();
         while let Some(c) = chars.next() {
@@ -1073,7 +1321,7 @@ impl Tokens<'_> {
                 'i' => {
                     let _ = write!(out, "{}", self.local.uid);
                 }
-                'k' => out.push_str(self.host_key_alias.unwrap_or(self.alias)),
+                'k' => out.push_str(self.key_alias),
                 'l' => out.push_str(&self.local.hostname),
                 'n' => out.push_str(self.alias),
                 'p' => {
@@ -1083,7 +1331,9 @@ impl Tokens<'_> {
                 'h' => out.push_str(self.hostname),
                 'r' => out.push_str(self.user),
                 'u' => out.push_str(&self.local.user),
-                'j' => out.push_str(self.proxy_jump.map(jump_host).unwrap_or("")),
+                'j' if set == TokenSet::Paths => {
+                    out.push_str(self.proxy_jump.map(jump_host).unwrap_or(""));
+                }
                 other => bail!("unknown token `%{other}` in {input:?}"),
             }
         }
@@ -1431,17 +1681,10 @@ Host included
         }
     }
 
-    /// `CONFIG` without its `Match` block, which the fallback cannot evaluate.
-    fn config_without_match() -> String {
-        let start = CONFIG.find("Match host").unwrap();
-        let end = CONFIG.find("Host build-bad").unwrap();
-        format!("{}{}", &CONFIG[..start], &CONFIG[end..])
-    }
-
     #[test]
     fn fallback_agrees_with_ssh_g_on_fixtures() {
         let f = Fixture::new();
-        f.write("config", &config_without_match());
+        f.write("config", CONFIG);
         f.write("included.conf", INCLUDED);
         let options = with_config(&f, &[]);
         for alias in [
@@ -1541,7 +1784,7 @@ Host *
     #[test]
     fn fallback_agrees_with_ssh_g_on_command_line_options() {
         let f = fixture();
-        f.write("config", &config_without_match());
+        f.write("config", CONFIG);
         let key = f.write("key", "");
         let key = key.to_str().unwrap();
         let other = f.write("other_config", "Host *\n  Port 5555\n");
@@ -1587,34 +1830,263 @@ Host *
     /// includes ssh_config.d/*.conf and sets HashKnownHosts).
     #[test]
     fn fallback_agrees_with_ssh_g_on_default_config_files() {
-        let user_config = LocalInfo::current().tilde("~/.ssh/config");
-        if fs::read_to_string(&user_config).is_ok_and(|text| text.contains("Match")) {
-            return;
-        }
         assert_same("some-host.example", None, None, &ClientOptions::default());
     }
 
     #[test]
-    fn fallback_skips_match_blocks() {
+    fn fallback_applies_match_blocks() {
         let f = fixture();
         let options = with_config(&f, &[]);
         let t =
             resolve_without_ssh("build-7", None, None, &options, &LocalInfo::current()).unwrap();
-        // `ssh -G` applies `Match host *.farm.example` (port 2201, count max 5).
-        assert_eq!(t.port, 22);
-        assert_eq!(t.server_alive_count_max, 3);
-        // Everything else as OpenSSH resolves it.
-        assert_eq!(t.hostname, "build-7.farm.example");
+        // From `Match host *.farm.example`, which sees the HostName set earlier.
+        assert_eq!(t.port, 2201);
+        assert_eq!(t.server_alive_count_max, 5);
+        assert_eq!(t, f.resolve("build-7"));
+    }
+
+    /// `Match` criteria, negation, pattern lists, `all` and OpenSSH's word splitting,
+    /// each observed through the options its block sets.
+    #[test]
+    fn fallback_agrees_with_ssh_g_on_match() {
+        let me = LocalInfo::current().user;
+        let f = Fixture::new();
+        f.write(
+            "config",
+            &format!(
+                "\
+Host *.farm.example !bad.farm.example
+  HostName %h.Build.Example
+Host plain*
+  HostName Plain.Example
+Match host *.build.example
+  Port 1001
+Match originalhost *.farm.example,!*.build.example
+  ServerAliveCountMax 11
+Match Host \"plain.example\" originalhost=PLAIN*
+  ConnectTimeout 12
+Match !host *.example
+  IdentityFile ~/.ssh/not_example
+Match host nothing*,!plain* !originalhost x
+  HostKeyAlias NeverSet
+Match user {me}
+  IdentityFile ~/.ssh/as_{me}
+Match !user {me},other
+  User fromrule
+  IdentityFile ~/.ssh/not_{me}
+Match localuser {me},nobody user fromrule # a comment
+  BatchMode yes
+Match LOCALUSER !{me}
+  HashKnownHosts yes
+Match host *.build.example all
+  IdentitiesOnly yes
+Match !all
+  Port 1002
+Match all # everything from here on
+  StrictHostKeyChecking accept-new
+  IdentityFile ~/.ssh/last
+"
+            ),
+        );
+        for extra in [vec![], vec!["-l", "other"], vec!["-o", "User=someone"]] {
+            let options = with_config(&f, &extra);
+            for alias in [
+                "box.farm.example",
+                "BOX.Farm.Example",
+                "bad.farm.example",
+                "plain",
+                "plainer",
+                "Plain.Example",
+                "elsewhere",
+                "1.2.3.4",
+            ] {
+                assert_same(alias, None, None, &options);
+                assert_same(alias, Some("fromrule"), Some(9), &options);
+            }
+        }
+        // Spot checks that the blocks really applied.
+        let options = with_config(&f, &[]);
+        let local = LocalInfo::current();
+        let t = resolve_without_ssh("box.farm.example", None, None, &options, &local).unwrap();
+        assert_eq!(t.hostname, "box.farm.example.build.example");
+        assert_eq!((t.port, t.server_alive_count_max), (1001, 11));
+        assert!(t.identities_only && !t.batch_mode);
         assert_eq!(t.strict_host_key_checking, StrictHostKeyChecking::AcceptNew);
-        let t =
-            resolve_without_ssh("build-bad", None, None, &options, &LocalInfo::current()).unwrap();
-        assert_eq!(t, f.resolve("build-bad"));
+        let t = resolve_without_ssh("plainer", None, None, &options, &local).unwrap();
+        assert_eq!(t.connect_timeout, Some(Duration::from_secs(12)));
+        assert!(!t.identities_only);
+        let t = resolve_without_ssh("plain", Some("fromrule"), None, &options, &local).unwrap();
+        assert!(t.batch_mode);
+        let t = resolve_without_ssh("plain", Some("x"), None, &options, &local).unwrap();
+        assert_eq!(t.user, "x");
+        assert!(!t.batch_mode);
+    }
+
+    /// `Match exec`: which commands run, with which `%` tokens, and what their exit
+    /// status selects. Every command appends to a log, which must read the same after
+    /// `ssh -G` and after the fallback.
+    #[test]
+    fn fallback_agrees_with_ssh_g_on_match_exec() {
+        let f = Fixture::new();
+        let log = f.path("exec.log");
+        let log = log.to_str().unwrap();
+        f.write(
+            "never.conf",
+            "Match exec \"echo never.conf %n >> {dir}/exec.log\"\n  Port 1\n",
+        );
+        f.write(
+            "config",
+            "\
+Host *
+  HostName %h.Example
+Host keyed
+  HostKeyAlias Key.Alias
+  User keyuser
+  Port 2022
+Host nomatch
+  Include {dir}/never.conf
+Match exec \"echo tokens %h %p %r %n %u %L %l %d %C %k %i %%%% >> {dir}/exec.log\"
+  ServerAliveCountMax 21
+Match exec \"test %n = keyed\"
+  ConnectTimeout 22
+Match !exec false
+  ServerAliveInterval 23
+Match host nothing exec \"echo skipped >> {dir}/exec.log\"
+  BatchMode yes
+Match exec \"echo ran >> {dir}/exec.log; false\" exec \"echo not run >> {dir}/exec.log\"
+  BatchMode yes
+Match exec=true exec \"echo second %r >> {dir}/exec.log\"
+  IdentityFile ~/.ssh/second_%r
+",
+        );
+        for alias in ["keyed", "other"] {
+            for (user, port) in [(None, None), (Some("cli"), Some(3000))] {
+                let options = with_config(&f, &[]);
+                let _ = fs::remove_file(log);
+                let via_ssh = resolve_using(OsStr::new("ssh"), alias, user, port, &options);
+                let ssh_log = fs::read_to_string(log).unwrap();
+                fs::remove_file(log).unwrap();
+                let via_parser =
+                    resolve_without_ssh(alias, user, port, &options, &LocalInfo::current());
+                let parser_log = fs::read_to_string(log).unwrap();
+                assert_eq!(via_parser.unwrap(), via_ssh.unwrap(), "{alias} {user:?}");
+                assert_eq!(parser_log, ssh_log, "{alias} {user:?}");
+                assert!(parser_log.contains("never.conf"), "{parser_log}");
+                assert!(!parser_log.contains("skipped"), "{parser_log}");
+                assert!(!parser_log.contains("not run"), "{parser_log}");
+            }
+        }
+        let t = resolve_without_ssh(
+            "keyed",
+            None,
+            None,
+            &with_config(&f, &[]),
+            &LocalInfo::current(),
+        )
+        .unwrap();
+        assert_eq!(t.connect_timeout, Some(Duration::from_secs(22)));
+        assert_eq!(t.server_alive_interval, Some(Duration::from_secs(23)));
+        assert!(!t.batch_mode);
+    }
+
+    /// `Match final` (and `canonical` with it) makes a second pass in which `Host` and
+    /// `Match host` see the resolved hostname and nothing is listed twice.
+    #[test]
+    fn fallback_agrees_with_ssh_g_on_final_pass() {
+        let f = Fixture::new();
+        f.write(
+            "config",
+            "\
+Host short
+  HostName Real.Example
+  IdentityFile ~/.ssh/short
+  CertificateFile ~/.ssh/short-cert.pub
+Host pct
+  HostName %h.%%x
+Host real.example pct.%x
+  Port 2000
+Match final host real.example
+  User finaluser
+Match canonical
+  ServerAliveCountMax 31
+Match !final
+  ConnectTimeout 32
+Match host short
+  HostName never.example
+Match exec \"test %h = real.example\"
+  IdentitiesOnly yes
+Host *
+  IdentityFile ~/.ssh/all
+  CertificateFile ~/.ssh/short-cert.pub
+",
+        );
+        let options = with_config(&f, &[]);
+        for alias in ["short", "pct", "real.example", "Real.Example", "other"] {
+            assert_same(alias, None, None, &options);
+            assert_same(alias, Some("u"), Some(5), &options);
+        }
+        let t = resolve_without_ssh("short", None, None, &options, &LocalInfo::current()).unwrap();
+        assert_eq!(t.hostname, "real.example");
+        assert_eq!((t.port, t.user.as_str()), (2000, "finaluser"));
+        assert_eq!(t.identity_files.len(), 2);
+        assert_eq!(t.certificate_files.len(), 1);
+        assert_eq!(t.server_alive_count_max, 31);
+        // `test %h = real.example` holds on the final pass only: the first pass's `%h`
+        // is `Real.Example`.
+        assert!(t.identities_only);
+
+        // Without `Match final` (or canonicalization, which the fallback does not do)
+        // there is no final pass, so `canonical` never matches.
+        f.write("config", "Match canonical\n  Port 4000\n");
+        assert_same("short", None, None, &options);
+        assert_eq!(f.resolve("short").port, 22);
+    }
+
+    /// Malformed `Match` lines make `ssh -G` fail; the fallback fails too, naming the
+    /// file and line.
+    #[test]
+    fn fallback_rejects_bad_match_lines_like_ssh_g() {
+        let f = Fixture::new();
+        let local = LocalInfo::current();
+        for line in [
+            "Match hots x",
+            "Match host",
+            "Match host x user",
+            "Match all host x",
+            "Match final canonical all",
+            "Match !final host # x",
+            "Match # only a comment",
+            "Match exec \"echo %j\"",
+            "Match host %h exec \"echo %z\"",
+            "Match host \"x",
+            "Match host x \"y",
+        ] {
+            let config = f.write("config", &format!("Host *\n  Port 7\n\n{line}\n  Port 8\n"));
+            let options = with_config(&f, &[]);
+            assert!(
+                resolve_using(OsStr::new("ssh"), "h", None, None, &options).is_err(),
+                "ssh -G accepted {line:?}"
+            );
+            let err = resolve_without_ssh("h", None, None, &options, &local).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(&format!("{}:4: ", config.display())),
+                "{line:?}: {msg}"
+            );
+        }
+        // Not on the command line either.
+        f.write("config", "");
+        for option in ["Match=all", "Host *"] {
+            let options = with_config(&f, &["-o", option]);
+            assert!(resolve_using(OsStr::new("ssh"), "h", None, None, &options).is_err());
+            assert!(resolve_without_ssh("h", None, None, &options, &local).is_err());
+        }
     }
 
     #[test]
     fn missing_ssh_falls_back_to_the_parser() {
         let f = Fixture::new();
-        f.write("config", &config_without_match());
+        f.write("config", CONFIG);
         f.write("included.conf", INCLUDED);
         let options = with_config(&f, &[]);
         let t = resolve_using(
@@ -1650,9 +2122,15 @@ Host *
     #[test]
     fn fallback_helpers() {
         assert_eq!(
-            split_args(r#"a "b c"  'd e' f\ g h#i # rest"#),
+            split_args(r#"a "b c"  'd e' f\ g h#i # rest"#).unwrap(),
             ["a", "b c", "d e", "f g", "h#i"]
         );
+        assert!(split_args("a 'b").is_err());
+        assert_eq!(
+            MatchWords(Some(r#"host=a  =  b"c d"e x= "q""#)).collect::<Vec<_>>(),
+            ["host", "a", "bc d", "e", "x", "q", ""]
+        );
+        assert_eq!(MatchWords(Some(r#"exec "x"#)).collect::<Vec<_>>(), ["exec"]);
         assert_eq!(split_keyword("  Port=22 "), Some(("Port", "22")));
         assert_eq!(split_keyword("Port = 22"), Some(("Port", "22")));
         assert_eq!(split_keyword(" # x"), None);
@@ -1717,7 +2195,7 @@ Host *
             hostname: "h.example",
             port: 22,
             user: "r",
-            host_key_alias: None,
+            key_alias: "Alias",
             proxy_jump: Some("a@first:1,ssh://b@[fe80::1]:2"),
         };
         assert_eq!(
