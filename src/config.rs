@@ -23,6 +23,10 @@ pub struct Config {
     pub backoff_period: Option<u32>,
     /// Seconds to wait for a box's answer (`DISTCC_IO_TIMEOUT`).
     pub io_timeout: Option<u32>,
+    /// ssh host aliases (`"*"` for all) whose ssh_config `StrictHostKeyChecking no`
+    /// sshcc honours (`SSHCC_ALLOW_UNCHECKED_HOST_KEYS`); elsewhere it is refused.
+    #[serde(default)]
+    pub allow_unchecked_host_keys: Vec<String>,
     /// Per-host settings, by the host name used in the host list.
     #[serde(default)]
     pub host: BTreeMap<String, HostConfig>,

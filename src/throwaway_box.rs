@@ -46,6 +46,19 @@ pub struct BoxBuilder {
     login_user: Option<String>,
     /// A network namespace to run sshd in, and its address there.
     netns: Option<(String, Ipv4Addr)>,
+    host_certificate: Option<CertificateRequest>,
+    trusted_user_ca_keys: Option<PathBuf>,
+}
+
+/// What a certificate made by [`certify`] says.
+#[derive(Debug, Clone)]
+pub struct CertificateRequest {
+    /// The CA's private key.
+    pub ca_key: PathBuf,
+    /// `None`: no principals (OpenSSH then accepts the certificate for any name).
+    pub principals: Option<String>,
+    /// `ssh-keygen -V`, e.g. `always:forever` or `-2d:-1d`.
+    pub validity: String,
 }
 
 impl BoxBuilder {
@@ -82,6 +95,20 @@ impl BoxBuilder {
     /// this to put a box where only a bastion can reach it. Needs root.
     pub fn in_netns(mut self, netns: impl Into<String>, address: Ipv4Addr) -> Self {
         self.netns = Some((netns.into(), address));
+        self
+    }
+
+    /// Presents a host certificate (the box's host key signed as `request` says)
+    /// besides the plain host key.
+    pub fn host_certificate(mut self, request: CertificateRequest) -> Self {
+        self.host_certificate = Some(request);
+        self
+    }
+
+    /// Accepts user certificates signed by the CA whose public key is in `ca_pub`
+    /// (sshd's `TrustedUserCAKeys`).
+    pub fn trusted_user_ca_keys(mut self, ca_pub: impl Into<PathBuf>) -> Self {
+        self.trusted_user_ca_keys = Some(ca_pub.into());
         self
     }
 
@@ -265,6 +292,20 @@ impl BoxBuilder {
         );
         if let Some(n) = self.max_sessions {
             let _ = writeln!(sshd_config, "MaxSessions {n}");
+        }
+        if let Some(request) = &self.host_certificate {
+            let mut public = paths.host_key.clone().into_os_string();
+            public.push(".pub");
+            let certificate = certify(Path::new(&public), "sshcc-throwaway-host", true, request)?;
+            let _ = writeln!(sshd_config, "HostCertificate {}", certificate.display());
+        }
+        if let Some(ca) = &self.trusted_user_ca_keys {
+            let _ = writeln!(sshd_config, "TrustedUserCAKeys {}", ca.display());
+            // A certificate login never reads authorized_keys and its environment=
+            // options, so the box's environment comes from sshd itself.
+            for (key, value) in &self.env {
+                let _ = writeln!(sshd_config, "SetEnv \"{key}={value}\"");
+            }
         }
         fs::write(&paths.sshd_config, sshd_config).context("writing sshd_config")?;
 
@@ -560,9 +601,46 @@ fn pick_port() -> Result<u16> {
 }
 
 fn keygen(path: &Path, comment: &str) -> Result<()> {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
+    ssh_keygen(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(path),
+        path,
+    )
+}
+
+/// Signs `public_key` (a `.pub` file) with `ssh-keygen -s` as `request` says, as a
+/// host certificate if `host`, else a user certificate; returns the certificate's
+/// path (`<key>-cert.pub`, where OpenSSH looks for it).
+pub fn certify(
+    public_key: &Path,
+    identity: &str,
+    host: bool,
+    request: &CertificateRequest,
+) -> Result<PathBuf> {
+    let mut command = Command::new("ssh-keygen");
+    command.arg("-q").arg("-s").arg(&request.ca_key).args([
+        "-I",
+        identity,
+        "-V",
+        &request.validity,
+    ]);
+    if host {
+        command.arg("-h");
+    }
+    if let Some(principals) = &request.principals {
+        command.args(["-n", principals]);
+    }
+    ssh_keygen(command.arg(public_key), public_key)?;
+    let stem = public_key.to_string_lossy();
+    Ok(PathBuf::from(format!(
+        "{}-cert.pub",
+        stem.strip_suffix(".pub").unwrap_or(&stem)
+    )))
+}
+
+fn ssh_keygen(command: &mut Command, path: &Path) -> Result<()> {
+    let out = command
         .stdin(Stdio::null())
         .output()
         .context("running ssh-keygen (install openssh-client)")?;

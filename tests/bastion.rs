@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{compile_via, project_copy, run, ssh_stanza, stderr};
+use common::{compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
 use sshcc::throwaway_box::ThrowawayBox;
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
@@ -179,4 +179,26 @@ fn builds_reach_a_box_only_through_one_or_two_bastions() {
             "via {alias}"
         );
     }
+
+    // Through one daemon, both boxes behind jump1 share one connection to it, and
+    // the second box reaches jump2 over the connection the first one opened.
+    let logins = |b: &ThrowawayBox| b.log().matches("Accepted publickey").count();
+    let (jump1_before, jump2_before) = (logins(&jump1), logins(&jump2));
+    let runtime_dir = scratch.path().join("run");
+    for alias in ["jump2", "target", "jump2", "target"] {
+        let output = run(Command::new(sshcc())
+            .current_dir(dir)
+            .args(["gcc", "-O2", "-c", "geometry.c", "-o", "g.o"])
+            .env("SSHCC_HOSTS", format!("@{alias}/4:{}", sshcc().display()))
+            .env("SSHCC_SSH_CONFIG", &config)
+            .env("SSHCC_RUNTIME_DIR", &runtime_dir)
+            .env("DISTCC_FALLBACK", "0"));
+        assert!(output.status.success(), "via {alias}: {}", stderr(&output));
+    }
+    let stopped = run(Command::new(sshcc())
+        .arg("--stop")
+        .env("SSHCC_RUNTIME_DIR", &runtime_dir));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert_eq!(logins(&jump1) - jump1_before, 1, "{}", jump1.log());
+    assert_eq!(logins(&jump2) - jump2_before, 2, "{}", jump2.log());
 }

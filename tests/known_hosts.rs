@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use russh::keys::PublicKey;
-use sshcc::ssh::config;
+use sshcc::ssh::config::{self, ClientOptions};
+use sshcc::ssh::connection::SshConnection;
 use sshcc::ssh::known_hosts::{KnownHosts, Verdict, learn};
-use sshcc::throwaway_box::ThrowawayBox;
+use sshcc::throwaway_box::{CertificateRequest, ThrowawayBox};
 
 /// What a verdict looks like from OpenSSH's side: its messages name the offending line
 /// of a changed key, but not the line of a revoked one.
@@ -115,27 +116,11 @@ impl Env {
 
     /// An ssh_config for alias `kbox` reaching the box with `extra` options.
     fn config(&self, name: &str, extra: &str) -> PathBuf {
-        self.write(
-            name,
-            &format!(
-                "Host kbox\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {key}\n  \
-                 IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  \
-                 GlobalKnownHostsFile /dev/null\n  UpdateHostKeys no\n{extra}",
-                port = self.port(),
-                key = self.b.client_key().display(),
-            ),
-        )
+        self.write(name, &kbox_config(&self.b, extra))
     }
 
     fn openssh_with_config(&self, config: &Path) -> Decision {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(config)
-            .args(["kbox", "true"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running ssh");
-        classify(&out)
+        openssh_with_config(config)
     }
 
     fn ours_with_config(&self, config: &Path) -> Decision {
@@ -147,6 +132,59 @@ impl Env {
                 &self.host_key,
             )
             .into()
+    }
+}
+
+/// An ssh_config for alias `kbox` reaching `b` with `extra` options.
+fn kbox_config(b: &ThrowawayBox, extra: &str) -> String {
+    format!(
+        "Host kbox\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {key}\n  \
+         IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  \
+         GlobalKnownHostsFile /dev/null\n  UpdateHostKeys no\n{extra}",
+        port = b.port(),
+        key = b.client_key().display(),
+    )
+}
+
+/// `ssh -F config kbox true`.
+fn openssh_with_config(config: &Path) -> Decision {
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(["kbox", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ssh");
+    classify(&out)
+}
+
+/// sshcc connecting to `kbox` of `config` for real, its outcome read from its error;
+/// `unchecked` may connect with `StrictHostKeyChecking no`.
+fn ours_connecting(config: &Path, unchecked: &[&str]) -> Decision {
+    let target = config::resolve("kbox", None, Some(config)).unwrap();
+    let options = ClientOptions {
+        config_file: Some(config.to_path_buf()),
+        unchecked_host_keys: unchecked.iter().map(|s| s.to_string()).collect(),
+        ..ClientOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = match runtime.block_on(SshConnection::connect(&target, &options)) {
+        Ok(_) => return Decision::Trusted,
+        Err(err) => format!("{err:#}"),
+    };
+    if err.contains("revoked") {
+        Decision::Revoked
+    } else if let Some((_, rest)) = err.split_once("which differs from ") {
+        let location = rest.split_once(". ").unwrap().0;
+        let (path, line) = location.rsplit_once(':').unwrap();
+        Decision::Changed {
+            path: PathBuf::from(path),
+            line: line.parse().unwrap(),
+        }
+    } else if err.contains("no matching host key") {
+        Decision::Unknown
+    } else {
+        panic!("unexpected sshcc outcome: {err}");
     }
 }
 
@@ -714,4 +752,158 @@ fn learned_lines_satisfy_openssh_and_vice_versa() {
         known.known_algorithms(target.host_key_name(), target.host_key_port()),
         vec![russh::keys::Algorithm::Ed25519]
     );
+}
+
+#[test]
+fn host_certificates_agree_with_openssh() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = keygen(dir.path(), "ca", "ed25519");
+    let other_ca = keygen(dir.path(), "other_ca", "ed25519");
+    let request = |principals: Option<&str>, validity: &str| CertificateRequest {
+        ca_key: dir.path().join("ca"),
+        principals: principals.map(str::to_owned),
+        validity: validity.to_owned(),
+    };
+    let start = |request: CertificateRequest| {
+        ThrowawayBox::builder()
+            .host_certificate(request)
+            .start()
+            .expect("starting a box with a host certificate")
+    };
+    let certified = start(request(Some("127.0.0.1,build.example"), "always:forever"));
+    let anyone = start(request(None, "always:forever"));
+    let expired = start(request(Some("127.0.0.1"), "-3d:-1d"));
+    let plain_line = |b: &ThrowawayBox| fs::read_to_string(b.known_hosts()).unwrap();
+
+    let mut report = String::new();
+    let mut mismatches = 0;
+    let mut check =
+        |name: &str, b: &ThrowawayBox, known_hosts: String, extra: &str, want: Decision| {
+            let file = dir.path().join(format!("{name}.known_hosts"));
+            fs::write(&file, known_hosts).unwrap();
+            let config = dir.path().join(format!("{name}.config"));
+            let extra = format!("  UserKnownHostsFile {}\n{extra}", file.display());
+            fs::write(&config, kbox_config(b, &extra)).unwrap();
+            let ours = ours_connecting(&config, &[]);
+            let theirs = openssh_with_config(&config);
+            let ok = ours == theirs && ours == want;
+            if !ok {
+                mismatches += 1;
+            }
+            let _ = writeln!(
+                report,
+                "{} {name:28} ours={ours:?} openssh={theirs:?} expected={want:?}",
+                if ok { "  " } else { "!!" }
+            );
+        };
+    let here = |b: &ThrowawayBox| format!("[127.0.0.1]:{}", b.port());
+    let c = &certified;
+
+    check(
+        "ca_for_host",
+        c,
+        format!("@cert-authority {} {ca}\n", here(c)),
+        "",
+        Decision::Trusted,
+    );
+    check(
+        "ca_wildcard",
+        c,
+        format!("@cert-authority * {ca}\n"),
+        "",
+        Decision::Trusted,
+    );
+    check(
+        "ca_other_host",
+        c,
+        format!("@cert-authority 10.* {ca}\n"),
+        "",
+        Decision::Unknown,
+    );
+    check(
+        "other_ca",
+        c,
+        format!("@cert-authority * {other_ca}\n"),
+        "",
+        Decision::Unknown,
+    );
+    check(
+        "other_ca_plain_known",
+        c,
+        format!("@cert-authority * {other_ca}\n{}", plain_line(c)),
+        "",
+        Decision::Trusted,
+    );
+    check(
+        "ca_revoked",
+        c,
+        format!("@cert-authority * {ca}\n@revoked * {ca}\n"),
+        "",
+        Decision::Revoked,
+    );
+    check(
+        "alias_is_principal",
+        c,
+        format!("@cert-authority * {ca}\n"),
+        "  HostKeyAlias build.example\n",
+        Decision::Trusted,
+    );
+    // A certificate for other names: judged by its plain key, as OpenSSH does.
+    check(
+        "alias_not_principal",
+        c,
+        format!("@cert-authority * {ca}\n"),
+        "  HostKeyAlias elsewhere.example\n",
+        Decision::Unknown,
+    );
+    let anywhere = format!("@cert-authority * {ca}\n");
+    check(
+        "no_principals",
+        &anyone,
+        anywhere.clone(),
+        "  HostKeyAlias x.example\n",
+        Decision::Trusted,
+    );
+    check("expired", &expired, anywhere.clone(), "", Decision::Unknown);
+    check(
+        "expired_plain_known",
+        &expired,
+        format!("{anywhere}{}", plain_line(&expired)),
+        "",
+        Decision::Trusted,
+    );
+    assert_eq!(mismatches, 0, "decisions differ:\n{report}");
+    eprintln!("{report}");
+}
+
+#[test]
+fn strict_host_key_checking_no_counts_only_where_sshcc_was_told() {
+    let env = Env::new();
+    let file = env.dir.path().join("learned");
+    let config = env.write(
+        "no.config",
+        &kbox_config(
+            &env.b,
+            &format!("  UserKnownHostsFile {}\n", file.display()),
+        )
+        .replace("StrictHostKeyChecking yes", "StrictHostKeyChecking no"),
+    );
+    // ssh_config alone does not switch host authentication off.
+    assert_eq!(ours_connecting(&config, &[]), Decision::Unknown);
+    assert_eq!(ours_connecting(&config, &["otherbox"]), Decision::Unknown);
+    assert!(!file.exists());
+    // Named to sshcc, `no` behaves as in OpenSSH: an unknown key is learned ...
+    assert_eq!(ours_connecting(&config, &["kbox"]), Decision::Trusted);
+    assert_eq!(env.ours(&file), Decision::Trusted);
+    assert_eq!(openssh_with_config(&config), Decision::Trusted);
+    // ... a changed one is let through ...
+    let changed = format!("[127.0.0.1]:{} {}\n", env.port(), env.other);
+    fs::write(&file, &changed).unwrap();
+    assert_eq!(ours_connecting(&config, &["*"]), Decision::Trusted);
+    assert_eq!(openssh_with_config(&config), Decision::Trusted);
+    // ... but a revoked one is refused, where OpenSSH under `no` connects anyway
+    // after its warning: a revocation is a decision someone made about this key.
+    fs::write(&file, format!("@revoked * {}\n", env.host)).unwrap();
+    assert_eq!(ours_connecting(&config, &["kbox"]), Decision::Revoked);
+    assert_eq!(openssh_with_config(&config), Decision::Trusted);
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
-use sshcc::throwaway_box::ThrowawayBox;
+use sshcc::throwaway_box::{CertificateRequest, ThrowawayBox, certify};
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
 
@@ -95,24 +95,7 @@ fn a_key_held_only_by_ssh_agent_authenticates() {
     let config = scratch.path().join("agent_config");
     std::fs::write(&config, config_text).unwrap();
     let socket = scratch.path().join("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .args(["-D", "-a"])
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("ssh-agent");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ssh-agent did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let added = run(Command::new("ssh-add")
-        .arg(target.client_key())
-        .env("SSH_AUTH_SOCK", &socket));
-    assert!(added.status.success(), "{}", stderr(&added));
+    let _agent = start_agent(&socket, target.client_key());
 
     let project = project_copy();
     let dir = project.path();
@@ -141,8 +124,132 @@ fn a_key_held_only_by_ssh_agent_authenticates() {
         "{}",
         stderr(&output)
     );
-    let _ = agent.kill();
-    let _ = agent.wait();
+}
+
+/// Kills the agent when the test ends, also when it fails.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real `ssh-agent` on `socket`, holding `key` (and `key-cert.pub` if it exists).
+fn start_agent(socket: &Path, key: &Path) -> Agent {
+    let agent = Agent(
+        Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = run(Command::new("ssh-add")
+        .arg(key)
+        .env("SSH_AUTH_SOCK", socket));
+    assert!(added.status.success(), "{}", stderr(&added));
+    agent
+}
+
+#[test]
+fn user_certificates_authenticate_from_files_and_from_the_agent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let keygen = |name: &str| {
+        let made = run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(dir.join(name)));
+        assert!(made.status.success(), "{}", stderr(&made));
+        dir.join(name)
+    };
+    let ca = keygen("user_ca");
+    let key = keygen("build_key");
+    let list = dir.join("list");
+    std::fs::write(&list, ALLOWLIST).unwrap();
+    let target = ThrowawayBox::builder()
+        .env("DISTCC_CMDLIST", list.to_str().unwrap())
+        .trusted_user_ca_keys(dir.join("user_ca.pub"))
+        .start()
+        .unwrap();
+    let user = sshcc::ssh::config::resolve("box", None, Some(target.ssh_config()))
+        .unwrap()
+        .user;
+    // The same host with build_key, which authorized_keys does not list.
+    let stanza = |extra: &str| {
+        let text = ssh_stanza(&target, "certbox", extra).replace(
+            &target.client_key().display().to_string(),
+            &key.display().to_string(),
+        );
+        let path = dir.join("ssh_config");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let project = project_copy();
+    let project = project.path();
+
+    let output = compile_via(&stanza(""), "certbox", project);
+    assert_eq!(output.status.code(), Some(116), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("build_key (refused)"),
+        "{}",
+        stderr(&output)
+    );
+
+    let request = CertificateRequest {
+        ca_key: ca.clone(),
+        principals: Some(user),
+        validity: "always:forever".into(),
+    };
+    let certificate = certify(&dir.join("build_key.pub"), "sshcc-user", false, &request).unwrap();
+    let output = compile_via(&stanza(""), "certbox", project);
+    assert!(
+        output.status.success(),
+        "beside the key: {}",
+        stderr(&output)
+    );
+
+    let elsewhere = dir.join("elsewhere-cert.pub");
+    std::fs::rename(&certificate, &elsewhere).unwrap();
+    let config = stanza(&format!("CertificateFile {}", elsewhere.display()));
+    let output = compile_via(&config, "certbox", project);
+    assert!(
+        output.status.success(),
+        "CertificateFile: {}",
+        stderr(&output)
+    );
+
+    // Only the agent holds the key and its certificate.
+    std::fs::rename(&elsewhere, &certificate).unwrap();
+    let socket = dir.join("agent.sock");
+    let _agent = start_agent(&socket, &key);
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(&certificate).unwrap();
+    let output = run(Command::new(sshcc())
+        .current_dir(project)
+        .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
+        .env("SSHCC_HOSTS", format!("@certbox/4:{}", sshcc().display()))
+        .env("SSHCC_SSH_CONFIG", stanza(""))
+        .env("SSHCC_NO_DAEMON", "1")
+        .env("DISTCC_FALLBACK", "0")
+        .env("SSH_AUTH_SOCK", &socket));
+    assert!(output.status.success(), "agent: {}", stderr(&output));
+    let accepted = target
+        .log()
+        .lines()
+        .filter(|line| line.starts_with("Accepted publickey") && line.contains("ID sshcc-user"))
+        .count();
+    assert_eq!(accepted, 3, "sshd log:\n{}", target.log());
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub struct Acquire {
     pub ssh_config: Option<PathBuf>,
     /// Options for `ssh` from `DISTCC_SSH`.
     pub ssh_options: Vec<String>,
+    /// Hosts whose `StrictHostKeyChecking no` the user allowed.
+    pub unchecked_host_keys: Vec<String>,
     pub backoff_secs: u32,
     pub io_timeout_secs: u32,
     /// Entries that already failed this job.
@@ -51,6 +53,7 @@ impl Acquire {
                     .unwrap_or_default(),
             )
             .strings(&self.ssh_options)
+            .strings(&self.unchecked_host_keys)
             .u32(self.backoff_secs)
             .u32(self.io_timeout_secs)
             .strings(&self.excluded)
@@ -65,6 +68,7 @@ impl Acquire {
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
             ssh_options: reader.strings()?,
+            unchecked_host_keys: reader.strings()?,
             backoff_secs: reader.u32()?,
             io_timeout_secs: reader.u32()?,
             excluded: reader.strings()?,
@@ -127,6 +131,7 @@ mod tests {
             hosts: vec!["@box/8".into(), "localhost/2".into()],
             ssh_config: Some("/tmp/cfg".into()),
             ssh_options: vec!["-p".into(), "2222".into()],
+            unchecked_host_keys: vec!["lab".into()],
             backoff_secs: 60,
             io_timeout_secs: 300,
             excluded: vec!["@box/8".into()],

@@ -51,6 +51,7 @@ impl Session {
             ssh: crate::ssh::config::ClientOptions {
                 config_file: request.ssh_config.clone(),
                 extra: request.ssh_options.clone(),
+                unchecked_host_keys: request.unchecked_host_keys.clone(),
             },
             backoff: self.backoff,
             excluded: request.excluded.clone(),

@@ -29,8 +29,9 @@ pub enum StrictHostKeyChecking {
     Yes,
     /// Learn unknown host keys, refuse changed ones (`accept-new`).
     AcceptNew,
-    /// Accept anything (`no` / `off`; `ssh -G` prints `false`). Changed keys are still
-    /// reported by OpenSSH, which then disables some features; we treat it as "trust all".
+    /// Learn unknown keys and connect despite changed ones (`no` / `off`; `ssh -G`
+    /// prints `false`), as OpenSSH does; revoked keys are still refused. sshcc honours
+    /// it only for hosts in [`ClientOptions::unchecked_host_keys`].
     No,
     /// Ask the user (`ask`, OpenSSH's default). Without a terminal, OpenSSH refuses
     /// unknown keys, so treat it like [`Yes`](Self::Yes) in a daemon.
@@ -130,6 +131,20 @@ impl SshTarget {
 pub struct ClientOptions {
     pub config_file: Option<PathBuf>,
     pub extra: Vec<String>,
+    /// Host aliases (`*` for all) whose `StrictHostKeyChecking no` is honoured;
+    /// for every other host sshcc refuses it, so a stray `Host *` stanza cannot
+    /// silently switch off host authentication for a build.
+    pub unchecked_host_keys: Vec<String>,
+}
+
+impl ClientOptions {
+    /// Whether the user told sshcc itself (not only ssh_config) that `alias` may
+    /// connect without checking its host key.
+    pub fn allows_unchecked_host_key(&self, alias: &str) -> bool {
+        self.unchecked_host_keys
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(alias))
+    }
 }
 
 /// Resolves `alias` through OpenSSH's configuration (`config_file`, or else
@@ -158,7 +173,7 @@ pub fn resolve_with_port(
 ) -> Result<SshTarget> {
     let options = ClientOptions {
         config_file: config_file.map(Path::to_path_buf),
-        extra: Vec::new(),
+        ..ClientOptions::default()
     };
     resolve_using(OsStr::new("ssh"), alias, user, port, &options)
 }
@@ -1678,6 +1693,7 @@ Host included
         ClientOptions {
             config_file: Some(f.path("config")),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            ..ClientOptions::default()
         }
     }
 
@@ -1821,6 +1837,7 @@ Host *
             let options = ClientOptions {
                 config_file: None,
                 extra: vec!["-F".into(), file.into()],
+                ..ClientOptions::default()
             };
             assert_same("build-3", None, None, &options);
         }
@@ -2105,6 +2122,7 @@ Host *
         let options = ClientOptions {
             config_file: Some(f.path("missing")),
             extra: Vec::new(),
+            ..ClientOptions::default()
         };
         let err = resolve_using(
             OsStr::new("/nonexistent/sshcc-no-ssh"),

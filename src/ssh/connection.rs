@@ -1,19 +1,26 @@
 //! An authenticated russh connection to one box, trusting exactly what OpenSSH would.
 //!
 //! Host keys are checked against the user's known_hosts with our own matcher (strict by
-//! default; `accept-new` when the user's config says so; `no` is not honoured), the
-//! algorithms already known for the host are negotiated first, and authentication tries
-//! the configured identity files, then the agent, never prompting: a build cannot answer.
+//! default; `accept-new` when the user's config says so; `no` only for hosts the user
+//! also named to sshcc), host certificates against the `@cert-authority` keys there,
+//! and the algorithms already known for the host are negotiated first. Authentication
+//! tries the configured identity files (with their certificates), then the agent,
+//! never prompting: a build cannot answer.
+//!
+//! A bastion's connection is shared by every box behind it (and by every connection
+//! to one box), so a build pays the bastion's handshake once, not once per box.
 
+use std::collections::HashMap;
 use std::future::Future;
-
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use russh::client;
-use russh::keys::{self, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::{self, Certificate, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
 use super::config::{ClientOptions, SshTarget, StrictHostKeyChecking};
 use super::known_hosts::{self, KnownHosts, Verdict};
@@ -39,9 +46,15 @@ pub struct SshConnection {
 
 /// Held only to keep the carrier alive for as long as the connection.
 enum Carrier {
-    Jump { _connection: Box<SshConnection> },
+    Jump { _connection: Arc<SshConnection> },
     Command { _process: tokio::process::Child },
 }
+
+/// Jump connections by the ProxyJump list that reaches them and the options they were
+/// resolved with. Weak, so a bastion's connection closes with the last box behind it;
+/// the async lock makes boxes connecting at once wait for one handshake.
+type JumpPool = HashMap<(String, ClientOptions), Arc<tokio::sync::Mutex<Weak<SshConnection>>>>;
+static JUMPS: LazyLock<Mutex<JumpPool>> = LazyLock::new(Default::default);
 
 impl std::fmt::Debug for SshConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,7 +80,7 @@ impl SshConnection {
         Box::pin(async move {
             let label = format!("{}@{}:{}", target.user, target.hostname, target.port);
             let timeout = target.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-            let (config, check, refusal) = client_config(&target);
+            let (config, check, refusal) = client_config(&target, &options);
             let jumps = target
                 .proxy_jump
                 .as_deref()
@@ -83,8 +96,7 @@ impl SshConnection {
                             depth < MAX_JUMPS,
                             "more than {MAX_JUMPS} ProxyJump hops to reach {label}"
                         );
-                        let hop = jump_host(jumps, &options)?;
-                        let hop = Self::connect_hop(hop, options.clone(), depth + 1).await?;
+                        let hop = Self::shared_jump(jumps, &options, depth + 1).await?;
                         let channel = hop
                             .handle
                             .channel_open_direct_tcpip(
@@ -97,12 +109,7 @@ impl SshConnection {
                             .with_context(|| format!("{} cannot forward to {label}", hop.label))?;
                         let handle =
                             client::connect_stream(config, channel.into_stream(), check).await;
-                        Ok((
-                            handle,
-                            Some(Carrier::Jump {
-                                _connection: Box::new(hop),
-                            }),
-                        ))
+                        Ok((handle, Some(Carrier::Jump { _connection: hop })))
                     }
                     (None, Some(command)) => {
                         let mut child = spawn_proxy_command(command, &target)?;
@@ -145,6 +152,29 @@ impl SshConnection {
         })
     }
 
+    /// The live connection to the last host of `jumps`, made if there is none.
+    async fn shared_jump(
+        jumps: &str,
+        options: &ClientOptions,
+        depth: usize,
+    ) -> anyhow::Result<Arc<SshConnection>> {
+        let cell = JUMPS
+            .lock()
+            .expect("jump pool lock")
+            .entry((jumps.to_owned(), options.clone()))
+            .or_default()
+            .clone();
+        let mut shared = cell.lock().await;
+        if let Some(connection) = shared.upgrade().filter(|c| !c.is_closed()) {
+            tracing::debug!("reusing the connection to {}", connection.label);
+            return Ok(connection);
+        }
+        let hop = jump_host(jumps, options)?;
+        let connection = Arc::new(Self::connect_hop(hop, options.clone(), depth).await?);
+        *shared = Arc::downgrade(&connection);
+        Ok(connection)
+    }
+
     /// `user@host:port`, for messages.
     pub fn label(&self) -> &str {
         &self.label
@@ -167,6 +197,7 @@ impl SshConnection {
 /// reason when the key is refused (russh itself only says "unknown key").
 fn client_config(
     target: &SshTarget,
+    options: &ClientOptions,
 ) -> (
     Arc<client::Config>,
     HostKeyCheck,
@@ -183,12 +214,19 @@ fn client_config(
         ..Default::default()
     };
     prefer_known_algorithms(&mut config, &known_hosts, &name, key_port);
+    if known_hosts.has_certificate_authority(&name, key_port) {
+        // Only then, like OpenSSH's ordering: a certificate nobody vouches for would
+        // be judged by its plain key anyway.
+        config.preferred.host_key_certificates = config.preferred.key.clone();
+    }
     let refusal = Arc::new(Mutex::new(None));
     let check = HostKeyCheck {
         known_hosts,
         name,
         port: key_port,
         policy: target.strict_host_key_checking,
+        unchecked_allowed: options.allows_unchecked_host_key(&target.alias),
+        alias: target.alias.clone(),
         learn_file: target.user_known_hosts_files.first().cloned(),
         hash: target.hash_known_hosts,
         refusal: refusal.clone(),
@@ -299,7 +337,11 @@ struct HostKeyCheck {
     name: String,
     port: u16,
     policy: StrictHostKeyChecking,
-    learn_file: Option<std::path::PathBuf>,
+    /// The user named this host to sshcc as one whose `StrictHostKeyChecking no` counts.
+    unchecked_allowed: bool,
+    /// The host as the user wrote it, for messages.
+    alias: String,
+    learn_file: Option<PathBuf>,
     /// Whether learned keys are written hashed (`HashKnownHosts`).
     hash: bool,
     /// Why the key was refused: russh only reports "unknown key".
@@ -307,12 +349,22 @@ struct HostKeyCheck {
 }
 
 impl HostKeyCheck {
-    fn decide(&self, key: &keys::PublicKey) -> Result<(), String> {
-        let shown = if self.port == 22 {
+    /// `host` or `[host]:port`, as known_hosts and OpenSSH's messages write it.
+    fn shown(&self) -> String {
+        if self.port == 22 {
             self.name.clone()
         } else {
             format!("[{}]:{}", self.name, self.port)
-        };
+        }
+    }
+
+    /// Whether `StrictHostKeyChecking no` is in force: configured, and allowed.
+    fn unchecked(&self) -> bool {
+        self.policy == StrictHostKeyChecking::No && self.unchecked_allowed
+    }
+
+    fn decide(&self, key: &keys::PublicKey) -> Result<(), String> {
+        let shown = self.shown();
         let fingerprint = key.fingerprint(keys::HashAlg::Sha256);
         match self.known_hosts.verify(&self.name, self.port, key) {
             Verdict::Trusted => Ok(()),
@@ -320,6 +372,16 @@ impl HostKeyCheck {
                 "host key for {shown} ({fingerprint}) is marked as revoked in {}:{line}; refusing to connect",
                 path.display()
             )),
+            Verdict::Changed { path, line } if self.unchecked() => {
+                tracing::warn!(
+                    "the host key for {shown} ({} {fingerprint}) differs from {}:{line}; connecting anyway \
+                     because StrictHostKeyChecking is no and sshcc was told to allow that for {}",
+                    key.algorithm(),
+                    path.display(),
+                    self.alias
+                );
+                Ok(())
+            }
             Verdict::Changed { path, line } => Err(format!(
                 "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED for {shown}: it now offers {} key {fingerprint}, \
                  which differs from {}:{line}. Someone could be eavesdropping (man-in-the-middle), or the host key \
@@ -327,27 +389,123 @@ impl HostKeyCheck {
                 key.algorithm(),
                 path.display()
             )),
-            Verdict::Unknown => match (self.policy, &self.learn_file) {
-                (StrictHostKeyChecking::AcceptNew, Some(file)) => {
-                    known_hosts::learn(file, &self.name, self.port, key, self.hash).map_err(
-                        |err| format!("cannot record the new host key for {shown}: {err:#}"),
-                    )?;
-                    tracing::warn!(
-                        "permanently added {shown} ({} {fingerprint}) to {}",
+            Verdict::Unknown => {
+                let learn = self.policy == StrictHostKeyChecking::AcceptNew || self.unchecked();
+                match (&self.learn_file, learn) {
+                    (Some(file), true) => {
+                        let learned =
+                            known_hosts::learn(file, &self.name, self.port, key, self.hash)
+                                .map_err(|err| {
+                                    format!("cannot record the new host key for {shown}: {err:#}")
+                                });
+                        match learned {
+                            Ok(()) => tracing::warn!(
+                                "permanently added {shown} ({} {fingerprint}) to {}",
+                                key.algorithm(),
+                                file.display()
+                            ),
+                            // OpenSSH connects anyway under `no`, only warning.
+                            Err(err) if self.unchecked() => tracing::warn!("{err}"),
+                            Err(err) => return Err(err),
+                        }
+                        Ok(())
+                    }
+                    (None, true) if self.unchecked() => Ok(()),
+                    _ if self.policy == StrictHostKeyChecking::No => Err(format!(
+                        "no matching host key for {shown} ({} {fingerprint}) in known_hosts; ssh_config says \
+                         StrictHostKeyChecking no for {alias}, which sshcc honours only when \
+                         SSHCC_ALLOW_UNCHECKED_HOST_KEYS or config.toml's allow_unchecked_host_keys names \
+                         {alias}; run `ssh {alias}` once to check and record the key instead",
                         key.algorithm(),
-                        file.display()
-                    );
-                    Ok(())
+                        alias = self.alias
+                    )),
+                    _ => Err(format!(
+                        "no matching host key for {shown} ({} {fingerprint}) in known_hosts and strict host key \
+                         checking is on; run `ssh {}` once to check and record it",
+                        key.algorithm(),
+                        self.alias
+                    )),
                 }
-                _ => Err(format!(
-                    "no matching host key for {shown} ({} {fingerprint}) in known_hosts and strict host key \
-                     checking is on; run `ssh {}` once to check and record it",
-                    key.algorithm(),
-                    self.name
-                )),
-            },
+            }
         }
     }
+
+    /// A host certificate, like OpenSSH's `check_host_key`: a CA that a
+    /// `@cert-authority` line trusts for this host must have signed it, and
+    /// [`certificate_problem`] must find nothing wrong with it. A revoked CA or key
+    /// is refused; any other shortfall (no trusted CA, expired, another host's
+    /// certificate) makes OpenSSH judge the plain key inside instead, and so do we.
+    fn decide_certificate(&self, certificate: &Certificate) -> Result<(), String> {
+        let shown = self.shown();
+        let ca = keys::PublicKey::from(certificate.signature_key().clone());
+        let key = keys::PublicKey::from(certificate.public_key().clone());
+        match self
+            .known_hosts
+            .verify_certificate_authority(&self.name, self.port, &ca)
+        {
+            Verdict::Revoked { path, line } => Err(format!(
+                "the CA key ({}) that signed the host certificate of {shown} is marked as revoked in {}:{line}; \
+                 refusing to connect",
+                ca.fingerprint(keys::HashAlg::Sha256),
+                path.display()
+            )),
+            Verdict::Trusted => match certificate_problem(certificate, &self.name) {
+                None => match self.known_hosts.verify(&self.name, self.port, &key) {
+                    Verdict::Revoked { path, line } => Err(format!(
+                        "host key for {shown} is marked as revoked in {}:{line}; refusing to connect",
+                        path.display()
+                    )),
+                    _ => Ok(()),
+                },
+                Some(problem) => {
+                    tracing::warn!(
+                        "the host certificate of {shown} (id {:?}) is not valid: {problem}; judging its plain key",
+                        certificate.key_id()
+                    );
+                    self.decide(&key)
+                }
+            },
+            Verdict::Unknown | Verdict::Changed { .. } => {
+                tracing::debug!(
+                    "no @cert-authority for {shown} signed its certificate; judging its plain key"
+                );
+                self.decide(&key)
+            }
+        }
+    }
+}
+
+/// What is wrong with a host certificate from a trusted CA, checked as OpenSSH's
+/// `check_host_cert` does: a host (not user) certificate, a CA signature that
+/// verifies, valid now, `name` among its principals (an empty list means any host),
+/// no critical options.
+fn certificate_problem(certificate: &Certificate, name: &str) -> Option<String> {
+    if certificate.cert_type() != CertType::Host {
+        return Some("it is a user certificate".into());
+    }
+    if certificate.verify_signature().is_err() {
+        return Some("its CA signature does not verify".into());
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    if now < certificate.valid_after() {
+        return Some("it is not valid yet".into());
+    }
+    if now >= certificate.valid_before() {
+        return Some("it has expired".into());
+    }
+    let principals = certificate.valid_principals();
+    if !principals.is_empty() && !principals.iter().any(|p| p == name) {
+        return Some(format!(
+            "{name} is not among its principals ({})",
+            principals.join(", ")
+        ));
+    }
+    if !certificate.critical_options().is_empty() {
+        return Some("it has critical options".into());
+    }
+    None
 }
 
 impl client::Handler for HostKeyCheck {
@@ -357,7 +515,13 @@ impl client::Handler for HostKeyCheck {
         &mut self,
         server_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        match self.decide(&server_key.public_key()) {
+        let decision = match server_key {
+            PublicKeyOrCertificate::Certificate(certificate) => {
+                self.decide_certificate(certificate)
+            }
+            PublicKeyOrCertificate::PublicKey { .. } => self.decide(&server_key.public_key()),
+        };
+        match decision {
             Ok(()) => Ok(true),
             Err(reason) => {
                 *self.refusal.lock().expect("verdict lock") = Some(reason);
@@ -367,19 +531,22 @@ impl client::Handler for HostKeyCheck {
     }
 }
 
-/// Tries the identity files, then the agent, like OpenSSH; the error lists what was
-/// tried so the user can tell a missing key from a refused one.
+/// Tries the identity files, then the agent, like OpenSSH; each key's certificates
+/// (`CertificateFile`s and `<identity file>-cert.pub` that certify it) go before the
+/// key itself. The error lists what was tried so the user can tell a missing key from
+/// a refused one.
 async fn authenticate(
     handle: &mut client::Handle<HostKeyCheck>,
     target: &SshTarget,
 ) -> anyhow::Result<()> {
     let mut tried = Vec::new();
+    let certificates = certificates_for(target);
     for path in &target.identity_files {
         if !path.exists() {
             continue;
         }
         let key = match keys::load_secret_key(path, None) {
-            Ok(key) => key,
+            Ok(key) => Arc::new(key),
             Err(keys::Error::KeyIsEncrypted) => {
                 tried.push(format!(
                     "{} (encrypted: load it into ssh-agent)",
@@ -392,12 +559,19 @@ async fn authenticate(
                 continue;
             }
         };
+        for (cert_path, certificate) in certifying(&certificates, key.public_key()) {
+            let result = handle
+                .authenticate_openssh_cert(&target.user, key.clone(), certificate.clone())
+                .await
+                .with_context(|| format!("authenticating with {}", cert_path.display()))?;
+            if result.success() {
+                return Ok(());
+            }
+            tried.push(format!("{} (refused)", cert_path.display()));
+        }
         let hash = rsa_hash(handle, key.algorithm()).await?;
         let result = handle
-            .authenticate_publickey(
-                &target.user,
-                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-            )
+            .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(key, hash))
             .await
             .with_context(|| format!("authenticating with {}", path.display()))?;
         if result.success() {
@@ -405,8 +579,8 @@ async fn authenticate(
         }
         tried.push(format!("{} (refused)", path.display()));
     }
-    if !target.identities_only && target.identity_agent.as_deref() != Some("none") {
-        match agent_authenticate(handle, target, &mut tried).await {
+    if target.identity_agent.as_deref() != Some("none") {
+        match agent_authenticate(handle, target, &certificates, &mut tried).await {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(err) => tried.push(format!("ssh-agent ({err:#})")),
@@ -422,6 +596,65 @@ async fn authenticate(
         target.port,
         tried.join(", ")
     )
+}
+
+/// Whether an agent identity is one of the configured ones: the public half of an
+/// `IdentityFile` (`<file>.pub`, or the file itself when it is a public key) or a
+/// configured certificate.
+fn configured(
+    target: &SshTarget,
+    certificates: &[(PathBuf, Certificate)],
+    identity: &keys::agent::AgentIdentity,
+) -> bool {
+    let key_data = match identity {
+        keys::agent::AgentIdentity::PublicKey { key, .. } => key.key_data(),
+        keys::agent::AgentIdentity::Certificate { certificate, .. } => certificate.public_key(),
+    };
+    let public_halves = target.identity_files.iter().flat_map(|path| {
+        let mut beside = path.clone().into_os_string();
+        beside.push(".pub");
+        [PathBuf::from(beside), path.clone()]
+    });
+    certificates
+        .iter()
+        .any(|(_, certificate)| certificate.public_key() == key_data)
+        || public_halves
+            .filter_map(|path| keys::PublicKey::read_openssh_file(&path).ok())
+            .any(|public| public.key_data() == key_data)
+}
+
+/// Those of `certificates` that certify `key`.
+fn certifying<'a>(
+    certificates: &'a [(PathBuf, Certificate)],
+    key: &keys::PublicKey,
+) -> impl Iterator<Item = &'a (PathBuf, Certificate)> {
+    certificates
+        .iter()
+        .filter(move |(_, certificate)| certificate.public_key() == key.key_data())
+}
+
+/// The certificates OpenSSH would offer: `CertificateFile`s, then `-cert.pub` beside
+/// each identity file. Unreadable ones are skipped with a note, as OpenSSH does.
+fn certificates_for(target: &SshTarget) -> Vec<(PathBuf, Certificate)> {
+    let beside_identities = target.identity_files.iter().map(|path| {
+        let mut name = path.clone().into_os_string();
+        name.push("-cert.pub");
+        PathBuf::from(name)
+    });
+    target
+        .certificate_files
+        .iter()
+        .cloned()
+        .chain(beside_identities)
+        .filter(|path| path.exists())
+        .filter_map(|path| match Certificate::read_file(&path) {
+            Ok(certificate) => Some((path, certificate)),
+            Err(err) => {
+                tracing::warn!("skipping certificate {}: {err}", path.display());
+                None
+            }
+        })
+        .collect()
 }
 
 /// The signature hash for an RSA key: OpenSSH ≥ 8.8 refuses SHA-1 (`ssh-rsa`), and
@@ -440,30 +673,67 @@ async fn rsa_hash(
 async fn agent_authenticate(
     handle: &mut client::Handle<HostKeyCheck>,
     target: &SshTarget,
+    certificates: &[(PathBuf, Certificate)],
     tried: &mut Vec<String>,
 ) -> anyhow::Result<bool> {
     let socket = match target.identity_agent.as_deref() {
         Some("SSH_AUTH_SOCK") | None => match std::env::var_os("SSH_AUTH_SOCK") {
-            Some(socket) => std::path::PathBuf::from(socket),
+            Some(socket) => PathBuf::from(socket),
             None => return Ok(false),
         },
-        Some(path) => std::path::PathBuf::from(shellexpand::tilde(path).into_owned()),
+        Some(path) => PathBuf::from(shellexpand::tilde(path).into_owned()),
     };
     let mut agent = keys::agent::client::AgentClient::connect_uds(&socket)
         .await
         .with_context(|| format!("cannot reach the agent at {}", socket.display()))?;
     for identity in agent.request_identities().await? {
-        let keys::agent::AgentIdentity::PublicKey { key, comment } = identity else {
-            continue;
+        // A key's certificates on disk go first, then the key; certificates the agent
+        // holds are offered as they come.
+        let (key, offers) = match identity {
+            // As in OpenSSH: with IdentitiesOnly the agent may still sign, but only
+            // for the configured keys (say, an encrypted key file the agent holds).
+            identity if target.identities_only && !configured(target, certificates, &identity) => {
+                continue;
+            }
+            keys::agent::AgentIdentity::PublicKey { key, comment } => {
+                let mut offers: Vec<(Option<Certificate>, String)> = certifying(certificates, &key)
+                    .map(|(path, certificate)| {
+                        (Some(certificate.clone()), path.display().to_string())
+                    })
+                    .collect();
+                offers.push((None, format!("agent key {comment}")));
+                (key, offers)
+            }
+            keys::agent::AgentIdentity::Certificate {
+                certificate,
+                comment,
+            } => {
+                let key = keys::PublicKey::from(certificate.public_key().clone());
+                (
+                    key,
+                    vec![(Some(certificate), format!("agent certificate {comment}"))],
+                )
+            }
         };
         let hash = rsa_hash(handle, key.algorithm()).await?;
-        let result = handle
-            .authenticate_publickey_with(&target.user, key, hash, &mut agent)
-            .await?;
-        if result.success() {
-            return Ok(true);
+        for (certificate, what) in offers {
+            let result = match certificate {
+                Some(certificate) => {
+                    handle
+                        .authenticate_certificate_with(&target.user, certificate, hash, &mut agent)
+                        .await?
+                }
+                None => {
+                    handle
+                        .authenticate_publickey_with(&target.user, key.clone(), hash, &mut agent)
+                        .await?
+                }
+            };
+            if result.success() {
+                return Ok(true);
+            }
+            tried.push(format!("{what} (refused)"));
         }
-        tried.push(format!("agent key {comment} (refused)"));
     }
     Ok(false)
 }

@@ -188,6 +188,41 @@ impl KnownHosts {
         Verdict::Unknown
     }
 
+    /// Decides whether `ca`, the key that signed the host certificate the server
+    /// presented, is trusted for `name`/`port`: a matching `@cert-authority` line with
+    /// this key → [`Trusted`](Verdict::Trusted); a matching `@revoked` line with it →
+    /// [`Revoked`](Verdict::Revoked); otherwise [`Unknown`](Verdict::Unknown), on which
+    /// OpenSSH (and so the caller) judges the certificate's plain key instead ("No
+    /// matching CA found. Retry with plain key"). Lookups fall back to the bare `name`
+    /// for other ports, as [`verify`](Self::verify) does.
+    pub fn verify_certificate_authority(&self, name: &str, port: u16, ca: &PublicKey) -> Verdict {
+        for lookup in lookup_names(name, port) {
+            let matching = || self.entries.iter().filter(|e| e.hosts.matches(&lookup));
+            if let Some(e) =
+                matching().find(|e| e.marker == Marker::Revoked && same_key(&e.key, ca))
+            {
+                return Verdict::Revoked {
+                    path: self.files[e.file].clone(),
+                    line: e.line,
+                };
+            }
+            if matching().any(|e| e.marker == Marker::CertAuthority && same_key(&e.key, ca)) {
+                return Verdict::Trusted;
+            }
+        }
+        Verdict::Unknown
+    }
+
+    /// Whether any `@cert-authority` line applies to `name`/`port`: then, as OpenSSH
+    /// does, certificate host-key algorithms are offered first.
+    pub fn has_certificate_authority(&self, name: &str, port: u16) -> bool {
+        lookup_names(name, port).iter().any(|lookup| {
+            self.entries
+                .iter()
+                .any(|e| e.marker == Marker::CertAuthority && e.hosts.matches(lookup))
+        })
+    }
+
     /// Host-key algorithms already on record (plain lines) for `name`/`port`, in file
     /// order without duplicates, to put first in the key-exchange preferences so the
     /// server presents a key we can check (OpenSSH does the same). For a port other
@@ -195,12 +230,8 @@ impl KnownHosts {
     /// [`verify`](Self::verify)). An RSA key yields `rsa-sha2-512` and `rsa-sha2-256`
     /// (not SHA-1 `ssh-rsa`, which OpenSSH ≥ 8.8 servers refuse).
     pub fn known_algorithms(&self, name: &str, port: u16) -> Vec<Algorithm> {
-        let mut lookups = vec![lookup_name(name, port)];
-        if port != 22 && port != 0 {
-            lookups.push(lookup_name(name, 22));
-        }
         let mut algorithms: Vec<Algorithm> = Vec::new();
-        for lookup in &lookups {
+        for lookup in &lookup_names(name, port) {
             for e in &self.entries {
                 if e.marker != Marker::Plain || !e.hosts.matches(lookup) {
                     continue;
@@ -324,6 +355,16 @@ fn lookup_name(name: &str, port: u16) -> String {
     } else {
         format!("[{name}]:{port}")
     }
+}
+
+/// The names a host is looked up under: `[name]:port`, then the bare name, which
+/// OpenSSH also accepts for a non-standard port.
+fn lookup_names(name: &str, port: u16) -> Vec<String> {
+    let mut lookups = vec![lookup_name(name, port)];
+    if port != 22 && port != 0 {
+        lookups.push(lookup_name(name, 22));
+    }
+    lookups
 }
 
 fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
@@ -712,6 +753,41 @@ mod tests {
         let k = kh(&format!("@cert-authority * {A}\nexample.com {C}\n"));
         assert_eq!(k.verify("example.com", 22, &a), changed(2));
         assert!(k.known_algorithms("other", 22).is_empty());
+    }
+
+    #[test]
+    fn certificate_authorities_are_looked_up_by_host_and_can_be_revoked() {
+        let (a, b) = (key(A), key(B));
+        let k = kh(&format!("@cert-authority *.example.com {A}\n"));
+        assert_eq!(
+            k.verify_certificate_authority("build.example.com", 22, &a),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            k.verify_certificate_authority("build.example.com", 2222, &a),
+            Verdict::Trusted
+        );
+        assert_eq!(
+            k.verify_certificate_authority("build.example.com", 22, &b),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            k.verify_certificate_authority("example.org", 22, &a),
+            Verdict::Unknown
+        );
+        assert!(k.has_certificate_authority("build.example.com", 22));
+        assert!(!k.has_certificate_authority("example.org", 22));
+        let k = kh(&format!(
+            "@cert-authority * {A}\n@revoked build.example.com {A}\n"
+        ));
+        assert_eq!(
+            k.verify_certificate_authority("build.example.com", 22, &a),
+            revoked(2)
+        );
+        assert_eq!(
+            k.verify_certificate_authority("other.example.com", 22, &a),
+            Verdict::Trusted
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ struct Settings {
     ssh_config: Option<PathBuf>,
     /// `ssh` options from distcc's `DISTCC_SSH`, for `ssh -G`.
     ssh_options: Vec<String>,
+    /// Hosts allowed to connect with `StrictHostKeyChecking no`.
+    unchecked_host_keys: Vec<String>,
     no_daemon: bool,
     no_rewrite_cross: bool,
     /// `SSHCC_PREPROCESS=classic`: classic `-E` towards sshcc boxes too, trading exact
@@ -81,6 +83,14 @@ impl Settings {
             ssh_options: match var("DISTCC_SSH") {
                 Some(command) => ssh_options_from(&command)?,
                 None => Vec::new(),
+            },
+            unchecked_host_keys: match var("SSHCC_ALLOW_UNCHECKED_HOST_KEYS") {
+                Some(list) => list
+                    .split([',', ' '])
+                    .filter(|host| !host.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => config.allow_unchecked_host_keys.clone(),
             },
             no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
             no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
@@ -403,6 +413,7 @@ async fn distribute(
         hosts: entries_for_dispatch(&host_list, config),
         ssh_config: settings.ssh_config.clone(),
         ssh_options: settings.ssh_options.clone(),
+        unchecked_host_keys: settings.unchecked_host_keys.clone(),
         backoff_secs: settings.backoff_secs,
         io_timeout_secs: settings.io_timeout_secs,
         excluded: Vec::new(),
