@@ -281,3 +281,112 @@ fn distcc_ssh_options_reach_ssh_like_they_do_for_distcc() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(dir.join("g.o").exists());
 }
+
+#[test]
+fn an_encrypted_key_file_is_used_through_the_agent_and_never_prompted_for() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let list = dir.join("list");
+    std::fs::write(&list, ALLOWLIST).unwrap();
+    let target = ThrowawayBox::builder()
+        .env("DISTCC_CMDLIST", list.to_str().unwrap())
+        .start()
+        .unwrap();
+    // The box's client key, encrypted, as the only IdentityFile (IdentitiesOnly yes).
+    let locked = dir.join("locked_key");
+    std::fs::copy(target.client_key(), &locked).unwrap();
+    let mut public = target.client_key().as_os_str().to_owned();
+    public.push(".pub");
+    std::fs::copy(&public, dir.join("locked_key.pub")).unwrap();
+    let encrypted = run(Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "correct horse", "-f"])
+        .arg(&locked));
+    assert!(encrypted.status.success(), "{}", stderr(&encrypted));
+    let config = dir.join("ssh_config");
+    std::fs::write(
+        &config,
+        ssh_stanza(&target, "locked", "").replace(
+            &target.client_key().display().to_string(),
+            &locked.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let project = project_copy();
+    let project = project.path();
+    let compile = |agent_socket: Option<&Path>| {
+        let mut command = Command::new(sshcc());
+        command
+            .current_dir(project)
+            .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
+            .env("SSHCC_HOSTS", format!("@locked/4:{}", sshcc().display()))
+            .env("SSHCC_SSH_CONFIG", &config)
+            .env("SSHCC_NO_DAEMON", "1")
+            .env("DISTCC_FALLBACK", "0")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("DISPLAY")
+            .env_remove("SSH_ASKPASS")
+            .stdin(std::process::Stdio::null());
+        if let Some(socket) = agent_socket {
+            command.env("SSH_AUTH_SOCK", socket);
+        }
+        run(&mut command)
+    };
+    let output = compile(None);
+    assert_eq!(output.status.code(), Some(116), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("locked_key (encrypted: load it into ssh-agent)"),
+        "{}",
+        stderr(&output)
+    );
+    // The agent holds the same key (unlocked): IdentitiesOnly still lets it sign for
+    // the configured file, as in OpenSSH.
+    let socket = dir.join("agent.sock");
+    let _agent = start_agent(&socket, target.client_key());
+    let output = compile(Some(&socket));
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn rsa_and_ecdsa_key_files_authenticate() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let list = dir.join("list");
+    std::fs::write(&list, ALLOWLIST).unwrap();
+    let target = ThrowawayBox::builder()
+        .env("DISTCC_CMDLIST", list.to_str().unwrap())
+        .start()
+        .unwrap();
+    let authorized_keys = target.dir().join("authorized_keys");
+    let existing = std::fs::read_to_string(&authorized_keys).unwrap();
+    // Same options (the environment) as the box's own key.
+    let options = existing.split(" ssh-ed25519 ").next().unwrap().to_owned();
+    let project = project_copy();
+    for (kind, bits) in [("rsa", "3072"), ("ecdsa", "384")] {
+        let key = dir.join(format!("id_{kind}"));
+        let made = run(Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-b", bits, "-N", "", "-C", kind, "-f"])
+            .arg(&key));
+        assert!(made.status.success(), "{}", stderr(&made));
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let mut lines = std::fs::read_to_string(&authorized_keys).unwrap();
+        lines.push_str(&format!("{options} {public}"));
+        std::fs::write(&authorized_keys, lines).unwrap();
+        let config = dir.join(format!("{kind}_config"));
+        std::fs::write(
+            &config,
+            ssh_stanza(&target, kind, "").replace(
+                &target.client_key().display().to_string(),
+                &key.display().to_string(),
+            ),
+        )
+        .unwrap();
+        let output = compile_via(&config, kind, project.path());
+        assert!(output.status.success(), "{kind}: {}", stderr(&output));
+    }
+    let log = target.log();
+    assert!(
+        log.contains("Accepted publickey") && log.contains(": RSA SHA256:"),
+        "{log}"
+    );
+    assert!(log.contains(": ECDSA SHA256:"), "{log}");
+}
