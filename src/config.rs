@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::toolchain::Policy;
+
 /// The file's contents; every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,9 @@ pub struct Config {
     /// sshcc honours (`SSHCC_ALLOW_UNCHECKED_HOST_KEYS`); elsewhere it is refused.
     #[serde(default)]
     pub allow_unchecked_host_keys: Vec<String>,
+    /// How strictly a box's compiler must match the local one
+    /// (`SSHCC_TOOLCHAIN_CHECK`): strict (default), version, off.
+    pub toolchain_check: Option<Policy>,
     /// Per-host settings, by the host name used in the host list.
     #[serde(default)]
     pub host: BTreeMap<String, HostConfig>,
@@ -39,6 +44,8 @@ pub struct HostConfig {
     /// The remote command when the host entry names none (default `sshcc` on the
     /// box's PATH).
     pub command: Option<String>,
+    /// This host's `toolchain_check`, over the global one.
+    pub toolchain_check: Option<Policy>,
 }
 
 impl Config {

@@ -24,4 +24,5 @@ pub mod server;
 pub mod ssh;
 pub mod system;
 pub mod throwaway_box;
+pub mod toolchain;
 pub mod wrapper;

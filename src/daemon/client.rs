@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::ipc::{Acquire, Assigned, kind};
+use super::ipc::{Acquire, Placement, kind};
 use super::runtime_dir::RuntimeDir;
 use crate::mux::frame::{self, Compression, Frame};
 
@@ -90,7 +90,7 @@ impl DaemonClient {
     }
 
     /// Asks for a slot.
-    pub async fn acquire(&mut self, acquire: &Acquire) -> anyhow::Result<Assigned> {
+    pub async fn acquire(&mut self, acquire: &Acquire) -> anyhow::Result<Placement> {
         let reply = self
             .exchange(Frame::new(kind::ACQUIRE, 0, acquire.encode()))
             .await?;
@@ -99,7 +99,7 @@ impl DaemonClient {
             "unexpected reply kind {}",
             reply.kind
         );
-        Ok(Assigned::decode(&reply.payload)?)
+        Ok(Placement::decode(&reply.payload)?)
     }
 
     /// Runs an encoded job on the slot and returns the encoded protocol-1 response;

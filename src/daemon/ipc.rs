@@ -39,6 +39,12 @@ pub struct Acquire {
     pub io_timeout_secs: u32,
     /// Entries that already failed this job.
     pub excluded: Vec<String>,
+    /// The compiler name a box is asked to run; empty: no toolchain check.
+    pub compiler: String,
+    /// The compiler a local compile runs (symlinks and ccache resolved).
+    pub local_compiler: String,
+    /// `host=policy` (`*=policy` for the rest): how strictly toolchains must match.
+    pub toolchain_policies: Vec<String>,
 }
 
 impl Acquire {
@@ -57,6 +63,9 @@ impl Acquire {
             .u32(self.backoff_secs)
             .u32(self.io_timeout_secs)
             .strings(&self.excluded)
+            .str(&self.compiler)
+            .str(&self.local_compiler)
+            .strings(&self.toolchain_policies)
             .finish()
     }
 
@@ -72,6 +81,9 @@ impl Acquire {
             backoff_secs: reader.u32()?,
             io_timeout_secs: reader.u32()?,
             excluded: reader.strings()?,
+            compiler: reader.string()?,
+            local_compiler: reader.string()?,
+            toolchain_policies: reader.strings()?,
         })
     }
 }
@@ -82,6 +94,30 @@ pub enum Assigned {
     Remote { host: String, flavour: Flavour },
     Local { host: String },
     NoHosts(String),
+}
+
+/// The daemon's whole answer: the assignment and what the user should be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub assigned: Assigned,
+    pub notices: Vec<String>,
+}
+
+impl Placement {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut payload = WireWriter::new().strings(&self.notices).finish();
+        payload.extend(self.assigned.encode());
+        payload
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut reader = WireReader::new(payload);
+        let notices = reader.strings()?;
+        Ok(Placement {
+            assigned: Assigned::decode(reader.rest())?,
+            notices,
+        })
+    }
 }
 
 impl Assigned {
@@ -135,6 +171,9 @@ mod tests {
             backoff_secs: 60,
             io_timeout_secs: 300,
             excluded: vec!["@box/8".into()],
+            compiler: "x86_64-linux-gnu-gcc".into(),
+            local_compiler: "/usr/bin/x86_64-linux-gnu-gcc-12".into(),
+            toolchain_policies: vec!["*=strict".into(), "old=version".into()],
         };
         assert_eq!(Acquire::decode(&acquire.encode()).unwrap(), acquire);
         for assigned in [
@@ -147,7 +186,11 @@ mod tests {
             },
             Assigned::NoHosts("none".into()),
         ] {
-            assert_eq!(Assigned::decode(&assigned.encode()).unwrap(), assigned);
+            let placement = Placement {
+                assigned,
+                notices: vec!["@b: not sending gcc jobs there".into()],
+            };
+            assert_eq!(Placement::decode(&placement.encode()).unwrap(), placement);
         }
     }
 }

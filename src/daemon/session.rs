@@ -5,9 +5,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ipc::{Acquire, Assigned};
-use crate::dispatch::{Assignment, Dispatcher, LocalSlot, RemoteSlot, Route};
+use super::ipc::{Acquire, Assigned, Placement};
+use crate::dispatch::{Assignment, Dispatcher, LocalSlot, RemoteSlot, Route, ToolchainCheck};
 use crate::hosts;
+use crate::toolchain::Policy;
+
+/// The request's toolchain check; none when the wrapper named no compiler.
+fn toolchain_check(request: &Acquire) -> Option<ToolchainCheck> {
+    if request.compiler.is_empty() || request.local_compiler.is_empty() {
+        return None;
+    }
+    let policies = request
+        .toolchain_policies
+        .iter()
+        .filter_map(|entry| {
+            let (host, policy) = entry.split_once('=')?;
+            Some((host.to_string(), Policy::parse(policy)?))
+        })
+        .collect();
+    Some(ToolchainCheck {
+        compiler: request.compiler.clone(),
+        local: request.local_compiler.clone().into(),
+        policies,
+    })
+}
 
 #[derive(Debug)]
 enum Held {
@@ -38,13 +59,18 @@ impl Session {
     }
 
     /// Releases any slot held, then waits for a new one.
-    pub async fn acquire(&mut self, request: &Acquire) -> Assigned {
+    pub async fn acquire(&mut self, request: &Acquire) -> Placement {
         self.held = None;
         self.backoff = Duration::from_secs(request.backoff_secs.into());
         self.io_timeout = Duration::from_secs(request.io_timeout_secs.into());
         let specs = match hosts::parse(&request.hosts.join("\n")) {
             Ok(list) => list.hosts,
-            Err(err) => return Assigned::NoHosts(format!("bad host list: {err}")),
+            Err(err) => {
+                return Placement {
+                    assigned: Assigned::NoHosts(format!("bad host list: {err}")),
+                    notices: Vec::new(),
+                };
+            }
         };
         let route = Route {
             hosts: specs,
@@ -55,8 +81,10 @@ impl Session {
             },
             backoff: self.backoff,
             excluded: request.excluded.clone(),
+            toolchain: toolchain_check(request),
         };
-        match self.dispatcher.acquire(&route).await {
+        let (assignment, notices) = self.dispatcher.acquire(&route).await;
+        let assigned = match assignment {
             Assignment::Remote(slot) => {
                 let assigned = Assigned::Remote {
                     host: slot.host().to_string(),
@@ -72,7 +100,8 @@ impl Session {
                 }
             }
             Assignment::NoHosts(why) => Assigned::NoHosts(why),
-        }
+        };
+        Placement { assigned, notices }
     }
 
     /// Runs an encoded job ([`crate::protocol::job::encode_job`]) on the held remote

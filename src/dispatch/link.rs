@@ -6,8 +6,9 @@
 //! running `distccd --inetd` on the same connection, capped per connection and retried
 //! when sshd refuses a session.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use russh::ChannelMsg;
@@ -18,6 +19,7 @@ use crate::mux::client::{MuxClient, MuxError};
 use crate::protocol::{self, Limits, Request, Response, Version};
 use crate::ssh::config::{ClientOptions, SshTarget};
 use crate::ssh::connection::SshConnection;
+use crate::toolchain::Fingerprint;
 
 /// How long a box may take to greet: covers a cold login shell on a slow box.
 const GREETING_TIMEOUT: Duration = Duration::from_secs(20);
@@ -29,6 +31,10 @@ const CHANNEL_OPEN_RETRIES: u32 = 25;
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 /// The last bytes of the box worker's stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
+/// How long a box's answer about a compiler is trusted before it is asked again, so a
+/// compiler upgraded on the box is noticed while the connection stays up. Asking again
+/// costs one round trip: the box re-hashes only files that changed.
+const IDENTITY_TTL: Duration = Duration::from_secs(60);
 
 /// What runs on the far end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +51,25 @@ pub enum Flavour {
 #[error("{0}")]
 pub struct LinkError(pub String);
 
+/// What a box says about the compiler a job names.
+#[derive(Debug, Clone)]
+pub enum RemoteIdentity {
+    /// The toolchain the box's allowlist maps the name to.
+    Known(Fingerprint),
+    /// The box has no usable compiler under that name; it says why.
+    Missing(String),
+    /// The box cannot say (a stock distccd, or an sshcc too old to be asked).
+    Unverifiable(&'static str),
+}
+
 /// A connection to one box and the way jobs use it.
 #[derive(Debug)]
 pub struct HostLink {
     label: String,
     transport: Transport,
+    /// Answers about compilers, by compiler name, with when they were given. The lock
+    /// is held while asking, so concurrent first jobs ask (and the box hashes) once.
+    identities: tokio::sync::Mutex<HashMap<String, (Instant, RemoteIdentity)>>,
 }
 
 #[derive(Debug)]
@@ -132,6 +152,7 @@ impl HostLink {
                 Ok(HostLink {
                     label: ssh.label().to_string(),
                     transport: Transport::Mux { ssh, client },
+                    identities: Default::default(),
                 })
             }
             Err(err) => {
@@ -158,6 +179,7 @@ impl HostLink {
                         command: command.to_string(),
                         channels: Semaphore::new(EXEC_CHANNELS_PER_CONNECTION),
                     },
+                    identities: Default::default(),
                 })
             }
         }
@@ -171,7 +193,34 @@ impl HostLink {
                 host: host.to_string(),
                 port,
             },
+            identities: Default::default(),
         }
+    }
+
+    /// Which toolchain the box would run for `compiler`, asked over the link at most
+    /// once per [`IDENTITY_TTL`].
+    pub async fn identity(&self, compiler: &str) -> Result<RemoteIdentity, LinkError> {
+        let Transport::Mux { client, .. } = &self.transport else {
+            return Ok(RemoteIdentity::Unverifiable(
+                "a stock distccd cannot report its compiler",
+            ));
+        };
+        let mut identities = self.identities.lock().await;
+        if let Some((asked, identity)) = identities.get(compiler)
+            && asked.elapsed() < IDENTITY_TTL
+        {
+            return Ok(identity.clone());
+        }
+        let identity = match client.identify(compiler).await {
+            Ok(Some(Ok(fingerprint))) => RemoteIdentity::Known(fingerprint),
+            Ok(Some(Err(why))) => RemoteIdentity::Missing(why),
+            Ok(None) => RemoteIdentity::Unverifiable(
+                "its sshcc is too old to report compilers (protocol 1)",
+            ),
+            Err(err) => return Err(LinkError(format!("{}: {err}", self.label))),
+        };
+        identities.insert(compiler.to_string(), (Instant::now(), identity.clone()));
+        Ok(identity)
     }
 
     pub fn flavour(&self) -> Flavour {

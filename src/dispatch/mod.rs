@@ -8,7 +8,8 @@
 
 pub mod link;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ use tokio::sync::Notify;
 
 use crate::hosts::{HostKind, HostSpec};
 use crate::ssh::config::{self, ClientOptions};
-use link::{Flavour, HostLink, LinkError};
+use crate::toolchain::{Fingerprint, FingerprintCache, Policy};
+use link::{Flavour, HostLink, LinkError, RemoteIdentity};
 
 /// The remote command when the host entry names none.
 pub const DEFAULT_REMOTE_COMMAND: &str = "sshcc";
@@ -31,6 +33,41 @@ pub struct Route {
     pub backoff: Duration,
     /// Host entries (by [`HostSpec::text`]) that already failed this job.
     pub excluded: Vec<String>,
+    /// The compiler whose toolchain a box must share; `None` skips the check.
+    pub toolchain: Option<ToolchainCheck>,
+}
+
+/// A job's compiler, to be matched against each box's before the box gets the job.
+#[derive(Debug, Clone)]
+pub struct ToolchainCheck {
+    /// The compiler name the box is asked to run.
+    pub compiler: String,
+    /// The compiler a local compile would run (symlinks and ccache resolved).
+    pub local: PathBuf,
+    /// How strict to be, by host name as written in the host list (`*`: the rest).
+    pub policies: Vec<(String, Policy)>,
+}
+
+impl ToolchainCheck {
+    fn policy_for(&self, spec: &HostSpec) -> Policy {
+        let name = match &spec.kind {
+            HostKind::Ssh { host, .. } | HostKind::Tcp { host, .. } => host.as_str(),
+            HostKind::Local => "localhost",
+        };
+        let named = |wanted: &str| {
+            self.policies
+                .iter()
+                .find(|(host, _)| host == wanted)
+                .map(|(_, policy)| *policy)
+        };
+        named(name).or_else(|| named("*")).unwrap_or_default()
+    }
+}
+
+/// Whether a box may take a job for a compiler, and what to tell the user.
+enum ToolchainVerdict {
+    Use,
+    Avoid(String),
 }
 
 /// The outcome of asking for a slot.
@@ -123,6 +160,10 @@ pub struct Dispatcher {
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
     /// Woken whenever a slot is released.
     released: Notify,
+    /// Serialises fingerprinting local compilers, so a build's first jobs hash once.
+    local_toolchains: tokio::sync::Mutex<()>,
+    /// Notices already given, so each is given once per daemon life.
+    told: Mutex<HashSet<String>>,
 }
 
 impl Dispatcher {
@@ -151,9 +192,18 @@ impl Dispatcher {
     }
 
     /// Waits for a slot on the least-loaded usable host of `route`, connecting to it if
-    /// needed. A host that cannot be reached is backed off and the next one tried.
-    pub async fn acquire(self: &Arc<Self>, route: &Route) -> Assignment {
+    /// needed. A host that cannot be reached is backed off and the next one tried; a
+    /// host whose compiler differs from the local one is passed over for this compiler.
+    /// Also returns what the user should be told (each notice once per daemon life).
+    pub async fn acquire(self: &Arc<Self>, route: &Route) -> (Assignment, Vec<String>) {
+        let mut notices = Vec::new();
+        let assignment = self.place(route, &mut notices).await;
+        (assignment, notices)
+    }
+
+    async fn place(self: &Arc<Self>, route: &Route, notices: &mut Vec<String>) -> Assignment {
         let mut unreachable: Vec<String> = Vec::new();
+        let mut mismatched: Vec<String> = Vec::new();
         loop {
             let candidates: Vec<Arc<HostState>> = route
                 .hosts
@@ -162,16 +212,24 @@ impl Dispatcher {
                     !spec.down
                         && !route.excluded.contains(&spec.text)
                         && !unreachable.contains(&spec.text)
+                        && !mismatched.contains(&spec.text)
                 })
                 .map(|spec| self.state(spec, &route.ssh))
                 .filter(|host| !self.backed_off(host))
                 .collect();
             if candidates.is_empty() {
-                return Assignment::NoHosts(if unreachable.is_empty() {
+                let mut why = Vec::new();
+                if !unreachable.is_empty() {
+                    why.push(format!("cannot reach {}", unreachable.join(", ")));
+                }
+                if !mismatched.is_empty() {
+                    why.push(format!("the compiler differs on {}", mismatched.join(", ")));
+                }
+                return Assignment::NoHosts(if why.is_empty() {
                     "no usable hosts (none listed, all backed off, or all failed this job)"
                         .to_string()
                 } else {
-                    format!("cannot reach {}", unreachable.join(", "))
+                    why.join("; ")
                 });
             }
             // Register for the wake-up before looking, so a release in between is not missed.
@@ -190,6 +248,15 @@ impl Dispatcher {
             }
             match self.link(&host).await {
                 Ok(link) => {
+                    if let Some(check) = &route.toolchain
+                        && let ToolchainVerdict::Avoid(why) =
+                            self.check_toolchain(&host, &link, check, notices).await
+                    {
+                        self.release(&host);
+                        tracing::debug!("{}: {why}", host.spec.text);
+                        mismatched.push(host.spec.text.clone());
+                        continue;
+                    }
                     return Assignment::Remote(RemoteSlot {
                         host,
                         link,
@@ -204,6 +271,86 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Compares the box's toolchain for the job's compiler with the local one.
+    async fn check_toolchain(
+        &self,
+        host: &HostState,
+        link: &HostLink,
+        check: &ToolchainCheck,
+        notices: &mut Vec<String>,
+    ) -> ToolchainVerdict {
+        let policy = check.policy_for(&host.spec);
+        if policy == Policy::Off {
+            return ToolchainVerdict::Use;
+        }
+        let name = &host.spec.text;
+        let compiler = &check.compiler;
+        let mut tell = |key: String, notice: String| {
+            if self.told.lock().expect("told lock").insert(key) {
+                tracing::info!("{notice}");
+                notices.push(notice);
+            }
+        };
+        let local = match self.local_fingerprint(&check.local).await {
+            Ok(local) => local,
+            Err(err) => {
+                tell(
+                    format!("local\0{}", check.local.display()),
+                    format!(
+                        "cannot fingerprint the local compiler ({err:#}); its jobs go to boxes unchecked"
+                    ),
+                );
+                return ToolchainVerdict::Use;
+            }
+        };
+        let remote = match link.identity(compiler).await {
+            Ok(RemoteIdentity::Known(remote)) => remote,
+            Ok(RemoteIdentity::Unverifiable(why)) => {
+                // Not worth a warning on every build of a distcc user who switched only
+                // the client; `sshcc check` shows it.
+                tracing::debug!("{name}: cannot check that its compilers match: {why}");
+                return ToolchainVerdict::Use;
+            }
+            Ok(RemoteIdentity::Missing(why)) => {
+                let notice = format!("{name}: not sending {compiler} jobs there: {why}");
+                tell(format!("missing\0{}\0{compiler}", host.key), notice.clone());
+                return ToolchainVerdict::Avoid(notice);
+            }
+            Err(err) => return ToolchainVerdict::Avoid(err.to_string()),
+        };
+        match local.difference(&remote, policy == Policy::Version) {
+            None => ToolchainVerdict::Use,
+            Some(difference) => {
+                let notice = format!(
+                    "{name}: not sending {compiler} jobs there: its compiler is not the local one: \
+                     {difference} (here {}, there {}){}",
+                    local.compiler.display(),
+                    remote.compiler.display(),
+                    if policy == Policy::Strict {
+                        "; toolchain_check = \"version\" in config.toml accepts the same version string"
+                    } else {
+                        ""
+                    }
+                );
+                tell(
+                    format!("mismatch\0{}\0{compiler}\0{}", host.key, remote.digest()),
+                    notice.clone(),
+                );
+                ToolchainVerdict::Avoid(notice)
+            }
+        }
+    }
+
+    /// The local compiler's fingerprint, from the on-disk cache when its files have not
+    /// changed since they were hashed.
+    async fn local_fingerprint(&self, compiler: &std::path::Path) -> anyhow::Result<Fingerprint> {
+        let _one_at_a_time = self.local_toolchains.lock().await;
+        let compiler = compiler.to_path_buf();
+        tokio::task::spawn_blocking(move || FingerprintCache::for_user().fingerprint(&compiler))
+            .await?
+            .map(|lookup| lookup.fingerprint)
     }
 
     fn backed_off(&self, host: &HostState) -> bool {

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::frame::{self, Compression, Frame};
 use super::kind;
 use super::server::Hello;
+use crate::toolchain::Fingerprint;
 
 /// Why a job did not get an answer over the link.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +91,9 @@ impl MuxClient {
             tokio::spawn(async move {
                 loop {
                     match frame::read_frame(&mut reader).await {
-                        Ok(Some(frame)) if frame.kind == kind::RESULT => {
+                        Ok(Some(frame))
+                            if frame.kind == kind::RESULT || frame.kind == kind::IDENTITY =>
+                        {
                             let waiter = pending.lock().expect("pending lock").remove(&frame.job);
                             if let Some(waiter) = waiter {
                                 let _ = waiter.send(frame.payload);
@@ -132,6 +135,32 @@ impl MuxClient {
     /// answer, a distcc protocol-1 response left encoded: the daemon only forwards it.
     /// Dropping the future cancels the job on the box (its compiler is killed).
     pub async fn run(&self, job_payload: Vec<u8>) -> Result<Vec<u8>, MuxError> {
+        self.request(kind::JOB, job_payload).await
+    }
+
+    /// Asks the box which toolchain its allowlist gives `compiler`: the fingerprint,
+    /// or the box's reason for having none. `None` when the box is too old to say.
+    pub async fn identify(
+        &self,
+        compiler: &str,
+    ) -> Result<Option<Result<Fingerprint, String>>, MuxError> {
+        if self.hello.protocol < 2 {
+            return Ok(None);
+        }
+        let answer = self
+            .request(kind::IDENTIFY, compiler.as_bytes().to_vec())
+            .await?;
+        Ok(Some(serde_json::from_slice(&answer).unwrap_or_else(
+            |err| {
+                Err(format!(
+                    "the box sent an unreadable toolchain identity: {err}"
+                ))
+            },
+        )))
+    }
+
+    /// Sends a request frame and waits for the answer with the same id.
+    async fn request(&self, request_kind: u8, payload: Vec<u8>) -> Result<Vec<u8>, MuxError> {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         {
@@ -150,7 +179,7 @@ impl MuxClient {
         };
         if self
             .outgoing
-            .send(Frame::new(kind::JOB, job, job_payload))
+            .send(Frame::new(request_kind, job, payload))
             .await
             .is_err()
         {

@@ -22,4 +22,9 @@ pub mod kind {
     pub const RESULT: u8 = 3;
     /// Daemon → box: nobody waits for this job any more; kill it.
     pub const CANCEL: u8 = 4;
+    /// Daemon → box: which toolchain the allowlist gives this compiler name?
+    pub const IDENTIFY: u8 = 5;
+    /// Box → daemon: the answer to IDENTIFY with the same id, a JSON
+    /// `{"Ok": Fingerprint}` or `{"Err": "why"}`.
+    pub const IDENTITY: u8 = 6;
 }

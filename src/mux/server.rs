@@ -17,8 +17,8 @@ use crate::server::{allowlist::Allowlist, job};
 /// Identifies the stream as sshcc's mux protocol, so a daemon that reached a stock
 /// distccd (which rejects `--mux`) or a chatty login shell can tell at once.
 const MAGIC: &str = "sshcc-mux";
-/// Bumped when frames or their payloads change incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped when frames or their payloads change: 2 added IDENTIFY.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What the box says about itself when the link opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +105,21 @@ where
                             .send(Frame::new(kind::RESULT, frame.job, payload))
                             .await;
                     }
+                });
+            }
+            kind::IDENTIFY => {
+                let results = results.clone();
+                jobs.spawn(async move {
+                    let requested = String::from_utf8_lossy(&frame.payload).into_owned();
+                    let identity = tokio::task::spawn_blocking(move || {
+                        crate::server::identity::identify(&requested)
+                    })
+                    .await
+                    .unwrap_or_else(|err| Err(format!("identifying failed: {err}")));
+                    let payload = serde_json::to_vec(&identity).expect("serialisable");
+                    let _ = results
+                        .send(Frame::new(kind::IDENTITY, frame.job, payload))
+                        .await;
                 });
             }
             kind::CANCEL => {

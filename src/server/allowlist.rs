@@ -104,6 +104,11 @@ impl Allowlist {
         }
     }
 
+    /// The entries, in file order.
+    pub fn entries(&self) -> &[String] {
+        &self.entries
+    }
+
     /// The file the list came from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -55,7 +55,7 @@ pub async fn run(
 ) -> Outcome {
     let compiler = match allowlist.and_then(|list| list.resolve(&request.argv[0]).map(String::from))
     {
-        Ok(path) => path,
+        Ok(path) => behind_ccache(path),
         Err(err) => return refuse(ExitCode::CompilerMissing, &err.to_string()),
     };
     let job_dir = match tempfile::Builder::new().prefix("sshcc-job-").tempdir() {
@@ -70,6 +70,26 @@ pub async fn run(
     };
     run_in(request, context, &compiler, job_dir.path(), cancelled).await
     // `job_dir` is dropped here, removing every file the job made.
+}
+
+/// The compiler an allowlisted ccache wrapper (`/usr/lib/ccache/arm-none-eabi-g++`)
+/// stands for, found as ccache finds it; other paths unchanged. A box gains nothing
+/// from ccache when the client caches, ccache mangles `-fdirectives-only` input, and
+/// the toolchain the box reports must be the one that runs.
+fn behind_ccache(allowlisted: String) -> String {
+    let is_ccache = std::fs::canonicalize(&allowlisted)
+        .is_ok_and(|real| real.file_name() == Some(std::ffi::OsStr::new("ccache")));
+    if !is_ccache {
+        return allowlisted;
+    }
+    let search = std::env::var_os("PATH");
+    match crate::toolchain::real_compiler(Path::new(&allowlisted), search.as_deref()) {
+        Ok(real) => real.display().to_string(),
+        Err(err) => {
+            tracing::warn!("{err:#}; running {allowlisted} as listed");
+            allowlisted
+        }
+    }
 }
 
 async fn run_in(

@@ -6,6 +6,7 @@
 
 pub mod allowlist;
 pub mod argument_policy;
+pub mod identity;
 pub mod job;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};

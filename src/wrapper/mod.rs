@@ -27,6 +27,7 @@ use crate::dispatch::link::Flavour;
 use crate::exit_code::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostsError};
 use crate::protocol::{JobContext, Request, Response, Version};
+use crate::toolchain::{self, Policy};
 use invocation::{Invocation, SAFEGUARD};
 use preprocess::Mode;
 
@@ -45,6 +46,8 @@ struct Settings {
     ssh_options: Vec<String>,
     /// Hosts allowed to connect with `StrictHostKeyChecking no`.
     unchecked_host_keys: Vec<String>,
+    /// How strictly boxes' compilers must match (None: config/default per host).
+    toolchain_check: Option<Policy>,
     no_daemon: bool,
     no_rewrite_cross: bool,
     /// `SSHCC_PREPROCESS=classic`: classic `-E` towards sshcc boxes too, trading exact
@@ -91,6 +94,12 @@ impl Settings {
                     .map(str::to_owned)
                     .collect(),
                 None => config.allow_unchecked_host_keys.clone(),
+            },
+            toolchain_check: match var("SSHCC_TOOLCHAIN_CHECK") {
+                Some(value) => Some(Policy::parse(&value).ok_or_else(|| {
+                    format!("SSHCC_TOOLCHAIN_CHECK={value:?}: use strict, version or off")
+                })?),
+                None => config.toolchain_check,
             },
             no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
             no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
@@ -323,11 +332,16 @@ impl Broker {
         Broker::InProcess(Session::new(Dispatcher::new()))
     }
 
+    /// Asks for a slot, telling the user what the dispatcher says they should know.
     async fn acquire(&mut self, acquire: &Acquire) -> anyhow::Result<Assigned> {
-        match self {
-            Broker::Daemon(client) => client.acquire(acquire).await,
-            Broker::InProcess(session) => Ok(session.acquire(acquire).await),
+        let placement = match self {
+            Broker::Daemon(client) => client.acquire(acquire).await?,
+            Broker::InProcess(session) => session.acquire(acquire).await,
+        };
+        for notice in &placement.notices {
+            tracing::warn!("{notice}");
         }
+        Ok(placement.assigned)
     }
 
     async fn run(
@@ -363,6 +377,35 @@ impl Broker {
             Broker::InProcess(session) => session.refused(),
         }
     }
+}
+
+/// The real local compiler, for the dispatcher's toolchain check; empty (no check)
+/// when the check is off everywhere or the compiler cannot be found.
+fn local_compiler_for_check(invocation: &Invocation, settings: &Settings) -> String {
+    if settings.toolchain_check == Some(Policy::Off) {
+        return String::new();
+    }
+    let path = invocation.path.clone().or_else(|| std::env::var_os("PATH"));
+    invocation::find_on_path(&invocation.argv[0], path.as_ref())
+        .and_then(|found| toolchain::real_compiler(&found, path.as_deref()).ok())
+        .map(|real| real.display().to_string())
+        .unwrap_or_default()
+}
+
+/// `host=policy` entries: config.toml's per-host settings, then the global one
+/// (`SSHCC_TOOLCHAIN_CHECK` over config.toml's `toolchain_check`) as `*`.
+fn toolchain_policies(settings: &Settings, config: &Config) -> Vec<String> {
+    let mut policies: Vec<String> = config
+        .host
+        .iter()
+        .filter_map(|(host, settings)| {
+            Some(format!("{host}={}", settings.toolchain_check?.as_str()))
+        })
+        .collect();
+    if let Some(global) = settings.toolchain_check {
+        policies.push(format!("*={}", global.as_str()));
+    }
+    policies
 }
 
 /// Finds a host, preprocesses for it, runs the job there and writes the results;
@@ -417,6 +460,9 @@ async fn distribute(
         backoff_secs: settings.backoff_secs,
         io_timeout_secs: settings.io_timeout_secs,
         excluded: Vec::new(),
+        compiler: remote_compiler.clone(),
+        local_compiler: local_compiler_for_check(invocation, settings),
+        toolchain_policies: toolchain_policies(settings, config),
     };
     // Made once per preprocessing mode: a retry on a box of the same kind reuses it.
     let mut prepared: Option<(Mode, Request)> = None;

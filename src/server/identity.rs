@@ -1,0 +1,85 @@
+//! What a box says about its compilers: each allowlisted compiler's toolchain
+//! [`Fingerprint`], computed on the box and cached there, so a client can refuse to
+//! send jobs to a compiler that differs from its own before a single job runs.
+//!
+//! Served two ways: per compiler over the mux link (the daemon's check before its first
+//! job), and as a whole report by `sshcc --box-info` (what `sshcc check` reads).
+
+use serde::{Deserialize, Serialize};
+
+use super::allowlist::Allowlist;
+use crate::toolchain::{self, Fingerprint, FingerprintCache};
+
+/// `sshcc --box-info`'s report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BoxInfo {
+    pub sshcc_version: String,
+    pub protocol: u32,
+    pub hostname: String,
+    /// The allowlist file, if one was found.
+    pub allowlist: Option<String>,
+    /// Why there is no usable allowlist (the box then runs nothing).
+    pub allowlist_error: Option<String>,
+    pub compilers: Vec<CompilerInfo>,
+}
+
+/// One allowlist entry and what it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompilerInfo {
+    pub entry: String,
+    pub fingerprint: Option<Fingerprint>,
+    pub error: Option<String>,
+}
+
+/// The fingerprint of the compiler the allowlist maps `requested` to, as a job for it
+/// would run it; an error says why there is none (not allowlisted, missing, broken).
+pub fn identify(requested: &str) -> Result<Fingerprint, String> {
+    let allowlist = Allowlist::from_env().map_err(|err| err.to_string())?;
+    let path = allowlist
+        .resolve(requested)
+        .map_err(|err| err.to_string())?;
+    fingerprint_of(path)
+}
+
+fn fingerprint_of(path: &str) -> Result<Fingerprint, String> {
+    let search = std::env::var_os("PATH");
+    let real = toolchain::real_compiler(path.as_ref(), search.as_deref())
+        .map_err(|err| format!("{err:#}"))?;
+    FingerprintCache::for_user()
+        .fingerprint(&real)
+        .map(|lookup| lookup.fingerprint)
+        .map_err(|err| format!("{err:#}"))
+}
+
+/// Everything about this box's compilers.
+pub fn box_info() -> BoxInfo {
+    let (allowlist, allowlist_error, compilers) = match Allowlist::from_env() {
+        Ok(list) => {
+            let compilers = list
+                .entries()
+                .iter()
+                .map(|entry| {
+                    let (fingerprint, error) = match fingerprint_of(entry) {
+                        Ok(fingerprint) => (Some(fingerprint), None),
+                        Err(err) => (None, Some(err)),
+                    };
+                    CompilerInfo {
+                        entry: entry.clone(),
+                        fingerprint,
+                        error,
+                    }
+                })
+                .collect();
+            (Some(list.path().display().to_string()), None, compilers)
+        }
+        Err(err) => (None, Some(err.to_string()), Vec::new()),
+    };
+    BoxInfo {
+        sshcc_version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: crate::mux::server::PROTOCOL_VERSION,
+        hostname: super::job::hostname(),
+        allowlist,
+        allowlist_error,
+        compilers,
+    }
+}
