@@ -225,10 +225,23 @@ pub const DISTCCD: &str = "/usr/bin/distccd";
 /// says, and proves from the box account's side that `sshcc`, distccd, the compiler
 /// and the list are all reachable. Returns the box and the account's login shell.
 pub fn start_box(cmdlist: &Path, login: &Login, sshcc: &Path) -> Result<(ThrowawayBox, String)> {
+    start_box_with(cmdlist, login, sshcc, &[])
+}
+
+/// [`start_box`] with more environment for the box's sessions.
+pub fn start_box_with(
+    cmdlist: &Path,
+    login: &Login,
+    sshcc: &Path,
+    env: &[(&str, &str)],
+) -> Result<(ThrowawayBox, String)> {
     let mut builder = ThrowawayBox::builder().env(
         "DISTCC_CMDLIST",
         cmdlist.to_str().context("cmdlist path is not UTF-8")?,
     );
+    for (key, value) in env {
+        builder = builder.env(*key, *value);
+    }
     if *login == Login::BoxUser {
         builder = builder.login_user(BOX_USER);
     }
