@@ -1,8 +1,9 @@
 //! The `sshcc` command line: which role this process plays, and logging.
 //!
 //! Compiler command lines cannot go through an option parser (they are the compiler's
-//! options, not ours), so clap only sees invocations that start with an sshcc option or
-//! that run under the name `distccd` (a symlink on the box replacing distccd).
+//! options, not ours), so clap only sees invocations that start with an sshcc option,
+//! `sshcc check` (see [`crate::check`]), or that run under the name `distccd` (a
+//! symlink on the box replacing distccd).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 
+use crate::config::Config;
 use crate::exit_code::ExitCode;
+use crate::hosts::HostList;
 
 /// sshcc's own options (as opposed to a compiler command line). Also accepted under
 /// the name `distccd`.
@@ -20,7 +23,8 @@ use crate::exit_code::ExitCode;
     version,
     about = "Compile dispatcher for build boxes reached over SSH (distcc-compatible)",
     after_help = "As a compiler wrapper: sshcc COMPILER ARGS..., sshcc ARGS... (compiler cc), \
-                  or a symlink named after the compiler"
+                  or a symlink named after the compiler.\n\
+                  To check every configured host and its compilers: sshcc check [--json]"
 )]
 pub struct Options {
     /// Serve one distcc job on stdin/stdout and exit (what `ssh box sshcc --inetd` runs).
@@ -42,6 +46,10 @@ pub struct Options {
     /// Print the total number of job slots of all hosts, as `distcc -j` does.
     #[arg(short = 'j', group = "role")]
     pub slots: bool,
+    /// Print, as JSON, what this box runs: sshcc's version, its allowlist and each
+    /// allowlisted compiler's toolchain fingerprint (what `sshcc check` asks a box).
+    #[arg(long, group = "role")]
+    pub box_info: bool,
     /// Accepted for distcc compatibility; the allowlist applies regardless.
     #[arg(long, alias = "make-me-a-botnet")]
     pub enable_tcp_insecure: bool,
@@ -65,6 +73,7 @@ const OWN_OPTIONS: &[&str] = &[
     "--stop",
     "--show-hosts",
     "-j",
+    "--box-info",
     "--help",
     "-h",
     "--version",
@@ -90,22 +99,21 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
     let own_option = OWN_OPTIONS
         .iter()
         .any(|option| first == *option || first.starts_with(&format!("{option}=")));
+    if invoked_as.contains("sshcc") && first == "check" {
+        if let Err(err) = init_logging(None, None, "warn", false) {
+            eprintln!("sshcc: {err:#}");
+        }
+        return crate::check::run(&args[1..]);
+    }
     if invoked_as != "distccd" && !(invoked_as.contains("sshcc") && own_option) {
         if let Err(err) = init_logging(None, None, "warn", true) {
             eprintln!("sshcc: {err:#}");
         }
         return crate::wrapper::run(&args);
     }
-    let options = match Options::try_parse_from(&args) {
+    let options: Options = match parse_options(&args) {
         Ok(options) => options,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::BadArguments.into()
-            } else {
-                std::process::ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     // The daemon writes to its own log file, where what it does is worth recording.
     let default_level = if options.daemon { "info" } else { "warn" };
@@ -134,13 +142,28 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         stop_daemon()
     } else if options.slots || options.show_hosts {
         print_hosts(options.slots)
+    } else if options.box_info {
+        print_box_info()
     } else {
         eprintln!("sshcc: nothing to do (see --help)");
         ExitCode::BadArguments.into()
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+/// Parses sshcc's own options; on failure (or `--help`, `--version`) prints clap's
+/// message and returns the status to exit with.
+pub(crate) fn parse_options<P: Parser>(args: &[OsString]) -> Result<P, std::process::ExitCode> {
+    P::try_parse_from(args).map_err(|err| {
+        let _ = err.print();
+        if err.use_stderr() {
+            ExitCode::BadArguments.into()
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}
+
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -203,32 +226,55 @@ fn stop_daemon() -> std::process::ExitCode {
 
 /// `sshcc -j` and `sshcc --show-hosts`, with distcc's output.
 fn print_hosts(slots: bool) -> std::process::ExitCode {
-    let config = match crate::config::Config::load(crate::hosts::process_env) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("sshcc: {err:#}");
-            return ExitCode::BadArguments.into();
-        }
+    let list = match config_and_hosts() {
+        Ok((_, list)) => list,
+        Err(code) => return code,
     };
+    if slots {
+        println!("{}", list.total_slots());
+    } else {
+        print!("{}", list.show_hosts());
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// The config file and the host list as the wrapper reads them; on failure, says why
+/// on stderr and returns distcc's exit status for it.
+pub(crate) fn config_and_hosts() -> Result<(Config, HostList), std::process::ExitCode> {
+    let config = Config::load(crate::hosts::process_env).map_err(|err| {
+        eprintln!("sshcc: {err:#}");
+        std::process::ExitCode::from(ExitCode::BadArguments)
+    })?;
     match crate::wrapper::load_hosts(&config) {
-        Ok(Some(list)) => {
-            if slots {
-                println!("{}", list.total_slots());
-            } else {
-                print!("{}", list.show_hosts());
-            }
-            std::process::ExitCode::SUCCESS
-        }
+        Ok(Some(list)) => Ok((config, list)),
         Ok(None) => {
             eprintln!(
                 "sshcc: no hosts configured (SSHCC_HOSTS, DISTCC_HOSTS, ~/.config/sshcc/hosts, ~/.distcc/hosts)"
             );
-            ExitCode::NoHosts.into()
+            Err(ExitCode::NoHosts.into())
         }
         Err(err) => {
             eprintln!("sshcc: Failed to get host list: {err}");
-            ExitCode::BadHostSpec.into()
+            Err(ExitCode::BadHostSpec.into())
         }
+    }
+}
+
+/// `sshcc --box-info`: this box's report, exiting with distcc's "compiler missing"
+/// status when there is no usable allowlist (the box then runs nothing).
+fn print_box_info() -> std::process::ExitCode {
+    let info = crate::server::identity::box_info();
+    match serde_json::to_string_pretty(&info) {
+        Ok(json) => println!("{json}"),
+        Err(err) => {
+            eprintln!("sshcc: cannot encode the box report: {err}");
+            return ExitCode::Failure.into();
+        }
+    }
+    if info.allowlist_error.is_some() {
+        ExitCode::CompilerMissing.into()
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
 

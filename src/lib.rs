@@ -11,6 +11,7 @@
 //! - [`throwaway_box`]: a private OpenSSH sshd on loopback standing in for a build box
 //!   (tests, the demo and the benchmarks).
 
+pub mod check;
 pub mod cli;
 pub mod compiler;
 pub mod config;

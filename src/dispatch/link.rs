@@ -28,7 +28,7 @@ const GREETING_TIMEOUT: Duration = Duration::from_secs(20);
 const EXEC_CHANNELS_PER_CONNECTION: usize = 8;
 const CHANNEL_OPEN_RETRIES: u32 = 25;
 /// distcc's own TCP connect timeout (`dcc_connect_timeout`).
-const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 /// The last bytes of the box worker's stderr kept for error messages.
 const STDERR_TAIL: usize = 4096;
 /// How long a box's answer about a compiler is trusted before it is asked again, so a

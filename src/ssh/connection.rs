@@ -39,6 +39,10 @@ const MAX_JUMPS: usize = 8;
 pub struct SshConnection {
     handle: client::Handle<HostKeyCheck>,
     label: String,
+    /// How we authenticated, e.g. `key /home/u/.ssh/id_ed25519` (for `sshcc check`).
+    auth_method: String,
+    /// Why the host key was trusted, e.g. `known_hosts` (for `sshcc check`).
+    host_key: String,
     /// What carries the connection when it is not a direct TCP connection: the jump
     /// host's connection, or the ProxyCommand process. Kept alive with it.
     _carrier: Option<Carrier>,
@@ -80,7 +84,7 @@ impl SshConnection {
         Box::pin(async move {
             let label = format!("{}@{}:{}", target.user, target.hostname, target.port);
             let timeout = target.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-            let (config, check, refusal) = client_config(&target, &options);
+            let (config, check, verdict) = client_config(&target, &options);
             let jumps = target
                 .proxy_jump
                 .as_deref()
@@ -135,18 +139,24 @@ impl SshConnection {
             let mut handle = match handle {
                 Ok(handle) => handle,
                 Err(err) => {
-                    if let Some(refusal) = refusal.lock().expect("verdict lock").take() {
+                    if let Some(Err(refusal)) = verdict.lock().expect("verdict lock").take() {
                         bail!("{refusal}");
                     }
                     return Err(anyhow!(err).context(format!("cannot connect to {label}")));
                 }
             };
-            tokio::time::timeout(timeout, authenticate(&mut handle, &target))
+            let auth_method = tokio::time::timeout(timeout, authenticate(&mut handle, &target))
                 .await
                 .map_err(|_| anyhow!("timed out after {timeout:?} authenticating to {label}"))??;
+            let host_key = match verdict.lock().expect("verdict lock").take() {
+                Some(Ok(trusted)) => trusted,
+                _ => bail!("{label}: connected without a host key check"),
+            };
             Ok(SshConnection {
                 handle,
                 label,
+                auth_method,
+                host_key,
                 _carrier: carrier,
             })
         })
@@ -180,6 +190,18 @@ impl SshConnection {
         &self.label
     }
 
+    /// How this connection authenticated: `key PATH`, `certificate PATH`, `agent key
+    /// COMMENT`, `agent certificate COMMENT`, or `certificate PATH (key in the agent)`.
+    pub fn auth_method(&self) -> &str {
+        &self.auth_method
+    }
+
+    /// Why the host key was trusted: `known_hosts`, `host certificate (CA …)`,
+    /// `learned (accept-new) …`, or `unchecked (allowed) …`.
+    pub fn host_key_decision(&self) -> &str {
+        &self.host_key
+    }
+
     /// Opens a session channel running `command`.
     pub async fn exec(&self, command: &str) -> Result<russh::Channel<client::Msg>, russh::Error> {
         let channel = self.handle.channel_open_session().await?;
@@ -193,16 +215,16 @@ impl SshConnection {
     }
 }
 
-/// russh settings and the host-key check for `target`; the shared slot receives the
-/// reason when the key is refused (russh itself only says "unknown key").
+/// The host-key check's verdict, shared with the connecting code: why the key was
+/// trusted, or why it was refused (russh itself only says "unknown key").
+type SharedVerdict = Arc<Mutex<Option<Result<String, String>>>>;
+
+/// russh settings and the host-key check for `target`, with the slot that receives
+/// the check's verdict.
 fn client_config(
     target: &SshTarget,
     options: &ClientOptions,
-) -> (
-    Arc<client::Config>,
-    HostKeyCheck,
-    Arc<Mutex<Option<String>>>,
-) {
+) -> (Arc<client::Config>, HostKeyCheck, SharedVerdict) {
     let known_hosts = KnownHosts::load(&target.known_hosts_files());
     let name = target.host_key_name().to_string();
     let key_port = target.host_key_port();
@@ -219,7 +241,7 @@ fn client_config(
         // be judged by its plain key anyway.
         config.preferred.host_key_certificates = config.preferred.key.clone();
     }
-    let refusal = Arc::new(Mutex::new(None));
+    let verdict = Arc::new(Mutex::new(None));
     let check = HostKeyCheck {
         known_hosts,
         name,
@@ -229,9 +251,9 @@ fn client_config(
         alias: target.alias.clone(),
         learn_file: target.user_known_hosts_files.first().cloned(),
         hash: target.hash_known_hosts,
-        refusal: refusal.clone(),
+        verdict: verdict.clone(),
     };
-    (Arc::new(config), check, refusal)
+    (Arc::new(config), check, verdict)
 }
 
 /// The host a ProxyJump list makes us connect through: its last entry, reached itself
@@ -344,8 +366,7 @@ struct HostKeyCheck {
     learn_file: Option<PathBuf>,
     /// Whether learned keys are written hashed (`HashKnownHosts`).
     hash: bool,
-    /// Why the key was refused: russh only reports "unknown key".
-    refusal: Arc<Mutex<Option<String>>>,
+    verdict: SharedVerdict,
 }
 
 impl HostKeyCheck {
@@ -363,11 +384,12 @@ impl HostKeyCheck {
         self.policy == StrictHostKeyChecking::No && self.unchecked_allowed
     }
 
-    fn decide(&self, key: &keys::PublicKey) -> Result<(), String> {
+    /// Whether to trust `key`: `Ok` says why, `Err` why not.
+    fn decide(&self, key: &keys::PublicKey) -> Result<String, String> {
         let shown = self.shown();
         let fingerprint = key.fingerprint(keys::HashAlg::Sha256);
         match self.known_hosts.verify(&self.name, self.port, key) {
-            Verdict::Trusted => Ok(()),
+            Verdict::Trusted => Ok("known_hosts".to_string()),
             Verdict::Revoked { path, line } => Err(format!(
                 "host key for {shown} ({fingerprint}) is marked as revoked in {}:{line}; refusing to connect",
                 path.display()
@@ -380,7 +402,10 @@ impl HostKeyCheck {
                     path.display(),
                     self.alias
                 );
-                Ok(())
+                Ok(format!(
+                    "unchecked (allowed): it differs from {}:{line}",
+                    path.display()
+                ))
             }
             Verdict::Changed { path, line } => Err(format!(
                 "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED for {shown}: it now offers {} key {fingerprint}, \
@@ -398,19 +423,31 @@ impl HostKeyCheck {
                                 .map_err(|err| {
                                     format!("cannot record the new host key for {shown}: {err:#}")
                                 });
+                        let how = if self.unchecked() {
+                            "unchecked (allowed)"
+                        } else {
+                            "learned (accept-new)"
+                        };
                         match learned {
-                            Ok(()) => tracing::warn!(
-                                "permanently added {shown} ({} {fingerprint}) to {}",
-                                key.algorithm(),
-                                file.display()
-                            ),
+                            Ok(()) => {
+                                tracing::warn!(
+                                    "permanently added {shown} ({} {fingerprint}) to {}",
+                                    key.algorithm(),
+                                    file.display()
+                                );
+                                Ok(format!("{how}: new key recorded in {}", file.display()))
+                            }
                             // OpenSSH connects anyway under `no`, only warning.
-                            Err(err) if self.unchecked() => tracing::warn!("{err}"),
-                            Err(err) => return Err(err),
+                            Err(err) if self.unchecked() => {
+                                tracing::warn!("{err}");
+                                Ok(format!("{how}: new key, not recorded"))
+                            }
+                            Err(err) => Err(err),
                         }
-                        Ok(())
                     }
-                    (None, true) if self.unchecked() => Ok(()),
+                    (None, true) if self.unchecked() => {
+                        Ok("unchecked (allowed): new key, not recorded".to_string())
+                    }
                     _ if self.policy == StrictHostKeyChecking::No => Err(format!(
                         "no matching host key for {shown} ({} {fingerprint}) in known_hosts; ssh_config says \
                          StrictHostKeyChecking no for {alias}, which sshcc honours only when \
@@ -435,7 +472,7 @@ impl HostKeyCheck {
     /// [`certificate_problem`] must find nothing wrong with it. A revoked CA or key
     /// is refused; any other shortfall (no trusted CA, expired, another host's
     /// certificate) makes OpenSSH judge the plain key inside instead, and so do we.
-    fn decide_certificate(&self, certificate: &Certificate) -> Result<(), String> {
+    fn decide_certificate(&self, certificate: &Certificate) -> Result<String, String> {
         let shown = self.shown();
         let ca = keys::PublicKey::from(certificate.signature_key().clone());
         let key = keys::PublicKey::from(certificate.public_key().clone());
@@ -455,7 +492,10 @@ impl HostKeyCheck {
                         "host key for {shown} is marked as revoked in {}:{line}; refusing to connect",
                         path.display()
                     )),
-                    _ => Ok(()),
+                    _ => Ok(format!(
+                        "host certificate (CA {})",
+                        ca.fingerprint(keys::HashAlg::Sha256)
+                    )),
                 },
                 Some(problem) => {
                     tracing::warn!(
@@ -521,24 +561,20 @@ impl client::Handler for HostKeyCheck {
             }
             PublicKeyOrCertificate::PublicKey { .. } => self.decide(&server_key.public_key()),
         };
-        match decision {
-            Ok(()) => Ok(true),
-            Err(reason) => {
-                *self.refusal.lock().expect("verdict lock") = Some(reason);
-                Ok(false)
-            }
-        }
+        let trusted = decision.is_ok();
+        *self.verdict.lock().expect("verdict lock") = Some(decision);
+        Ok(trusted)
     }
 }
 
 /// Tries the identity files, then the agent, like OpenSSH; each key's certificates
 /// (`CertificateFile`s and `<identity file>-cert.pub` that certify it) go before the
-/// key itself. The error lists what was tried so the user can tell a missing key from
-/// a refused one.
+/// key itself. Returns what authenticated (see [`SshConnection::auth_method`]); the
+/// error lists what was tried so the user can tell a missing key from a refused one.
 async fn authenticate(
     handle: &mut client::Handle<HostKeyCheck>,
     target: &SshTarget,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let mut tried = Vec::new();
     let certificates = certificates_for(target);
     for path in &target.identity_files {
@@ -565,7 +601,7 @@ async fn authenticate(
                 .await
                 .with_context(|| format!("authenticating with {}", cert_path.display()))?;
             if result.success() {
-                return Ok(());
+                return Ok(format!("certificate {}", cert_path.display()));
             }
             tried.push(format!("{} (refused)", cert_path.display()));
         }
@@ -575,14 +611,14 @@ async fn authenticate(
             .await
             .with_context(|| format!("authenticating with {}", path.display()))?;
         if result.success() {
-            return Ok(());
+            return Ok(format!("key {}", path.display()));
         }
         tried.push(format!("{} (refused)", path.display()));
     }
     if target.identity_agent.as_deref() != Some("none") {
         match agent_authenticate(handle, target, &certificates, &mut tried).await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
+            Ok(Some(method)) => return Ok(method),
+            Ok(None) => {}
             Err(err) => tried.push(format!("ssh-agent ({err:#})")),
         }
     }
@@ -670,16 +706,17 @@ async fn rsa_hash(
     }
 }
 
+/// Authenticates with the agent's keys; `Some` names the one that worked.
 async fn agent_authenticate(
     handle: &mut client::Handle<HostKeyCheck>,
     target: &SshTarget,
     certificates: &[(PathBuf, Certificate)],
     tried: &mut Vec<String>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<String>> {
     let socket = match target.identity_agent.as_deref() {
         Some("SSH_AUTH_SOCK") | None => match std::env::var_os("SSH_AUTH_SOCK") {
             Some(socket) => PathBuf::from(socket),
-            None => return Ok(false),
+            None => return Ok(None),
         },
         Some(path) => PathBuf::from(shellexpand::tilde(path).into_owned()),
     };
@@ -698,7 +735,10 @@ async fn agent_authenticate(
             keys::agent::AgentIdentity::PublicKey { key, comment } => {
                 let mut offers: Vec<(Option<Certificate>, String)> = certifying(certificates, &key)
                     .map(|(path, certificate)| {
-                        (Some(certificate.clone()), path.display().to_string())
+                        (
+                            Some(certificate.clone()),
+                            format!("certificate {} (key in the agent)", path.display()),
+                        )
                     })
                     .collect();
                 offers.push((None, format!("agent key {comment}")));
@@ -730,10 +770,10 @@ async fn agent_authenticate(
                 }
             };
             if result.success() {
-                return Ok(true);
+                return Ok(Some(what));
             }
             tried.push(format!("{what} (refused)"));
         }
     }
-    Ok(false)
+    Ok(None)
 }

@@ -33,7 +33,7 @@ use preprocess::Mode;
 
 /// distcc's client settings, read from the environment once per job.
 #[derive(Debug, Clone)]
-struct Settings {
+pub(crate) struct Settings {
     /// `DISTCC_FALLBACK` (default 1): compile locally when distribution fails.
     fallback: bool,
     /// `DISTCC_SKIP_LOCAL_RETRY` (any value): report a remote failure instead of
@@ -41,13 +41,13 @@ struct Settings {
     skip_local_retry: bool,
     backoff_secs: u32,
     io_timeout_secs: u32,
-    ssh_config: Option<PathBuf>,
+    pub(crate) ssh_config: Option<PathBuf>,
     /// `ssh` options from distcc's `DISTCC_SSH`, for `ssh -G`.
-    ssh_options: Vec<String>,
+    pub(crate) ssh_options: Vec<String>,
     /// Hosts allowed to connect with `StrictHostKeyChecking no`.
-    unchecked_host_keys: Vec<String>,
+    pub(crate) unchecked_host_keys: Vec<String>,
     /// How strictly boxes' compilers must match (None: config/default per host).
-    toolchain_check: Option<Policy>,
+    pub(crate) toolchain_check: Option<Policy>,
     no_daemon: bool,
     no_rewrite_cross: bool,
     /// `SSHCC_PREPROCESS=classic`: classic `-E` towards sshcc boxes too, trading exact
@@ -57,7 +57,7 @@ struct Settings {
 
 impl Settings {
     /// The environment, falling back to `config` for what it does not set.
-    fn from_env(config: &Config) -> Result<Self, String> {
+    pub(crate) fn from_env(config: &Config) -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok();
         let seconds =
             |name: &str, default: Option<u32>, fallback: u32, allow_zero: bool| match var(name) {
