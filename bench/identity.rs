@@ -141,7 +141,9 @@ fn main() -> Result<()> {
         "{}",
         machine_facts(&[("box login", login.describe(&box_shell))])?
     );
-    println!("| scenario | first job on a fresh daemon (median, min–p90) | later jobs (median, min–p90) |");
+    println!(
+        "| scenario | first job on a fresh daemon (median, min–p90) | later jobs (median, min–p90) |"
+    );
     println!("|---|---|---|");
     for (index, scenario) in scenarios.iter().enumerate() {
         let (f, l) = (stats(&first[index]), stats(&later[index]));

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 const COMPILE_PROGRAMS: [&str; 3] = ["cc1", "cc1plus", "as"];
 
 /// Bumped when the fingerprint's meaning changes, so stale cache files are ignored.
-const CACHE_FORMAT: u32 = 2;
+const CACHE_FORMAT: u32 = 3;
 
 /// What a compiler is, as far as the objects it makes are concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,16 +316,15 @@ fn compute(compiler: &Path) -> Result<(Fingerprint, Vec<Stamp>)> {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     };
     let target = ask(&["-dumpmachine"])?;
-    // GCC starts the line with the name it was run as; the same compiler run under
-    // another name is still the same compiler.
+    // GCC's line is `NAME (PKGVERSION) VERSION`, NAME being whatever it was run as;
+    // the same compiler run under another name is still the same compiler.
     let version_line = ask(&["--version"])?;
     let version_line = version_line.lines().next().unwrap_or_default();
-    let invoked = compiler.file_name().unwrap_or_default().to_string_lossy();
-    let version = version_line
-        .strip_prefix(invoked.as_ref())
-        .filter(|rest| rest.starts_with(' '))
-        .map_or(version_line, str::trim_start)
-        .to_string();
+    let version = match version_line.split_once(' ') {
+        Some((_, rest)) if rest.starts_with('(') => rest,
+        _ => version_line,
+    }
+    .to_string();
     let mut stamps = vec![Stamp::of(compiler).context("the compiler vanished")?];
     let driver_sha256 = hash_file(compiler)?;
     let mut programs = BTreeMap::new();
