@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{project, run, sshcc, stderr, write_script};
+use sshcc::daemon::runtime_dir::SOCKET_NAME;
 use sshcc::throwaway_box::ThrowawayBox;
 
 /// The compilers a box allows (Debian's triple-prefixed names are what sshcc sends for
@@ -547,7 +548,7 @@ fn sixty_four_wrappers_racing_start_exactly_one_daemon_and_stop_works() {
         String::from_utf8_lossy(&stop.stdout).trim(),
         "sshcc: daemon stopped"
     );
-    assert!(!lab.path("runtime/daemon.sock").exists());
+    assert!(!lab.path(&format!("runtime/{SOCKET_NAME}")).exists());
     let again = run(lab.command(sshcc()).arg("--stop"));
     assert_eq!(
         String::from_utf8_lossy(&again.stdout).trim(),
@@ -566,7 +567,7 @@ fn the_daemon_exits_when_idle_and_no_daemon_mode_works() {
         .env("SSHCC_IDLE_TIMEOUT", "1"));
     assert!(output.status.success(), "{}", stderr(&output));
     let deadline = Instant::now() + Duration::from_secs(15);
-    while lab.path("runtime/daemon.sock").exists() {
+    while lab.path(&format!("runtime/{SOCKET_NAME}")).exists() {
         assert!(
             Instant::now() < deadline,
             "the daemon did not exit when idle"
@@ -580,7 +581,7 @@ fn the_daemon_exits_when_idle_and_no_daemon_mode_works() {
         .env("SSHCC_NO_DAEMON", "1"));
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        !lab.path("runtime/daemon.sock").exists(),
+        !lab.path(&format!("runtime/{SOCKET_NAME}")).exists(),
         "SSHCC_NO_DAEMON must not start a daemon"
     );
     assert!(dir.join("s.o").exists());
@@ -742,7 +743,7 @@ fn the_daemon_keeps_none_of_the_builds_descriptors_open() {
     let output = run(lab.command("sh").current_dir(&dir).args(["-c", &script]));
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        lab.path("runtime/daemon.sock").exists(),
+        lab.path(&format!("runtime/{SOCKET_NAME}")).exists(),
         "the build's output ended only because the daemon exited"
     );
 }

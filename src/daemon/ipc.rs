@@ -5,6 +5,9 @@
 //! failed) → ASSIGNED, then JOB → RESULT or FAILED. The slot is held until the next
 //! ACQUIRE or the connection closes, so a wrapper killed by Ctrl-C frees it and cancels
 //! its job on the box.
+//!
+//! A change to these messages must bump [`super::runtime_dir::SOCKET_NAME`]: wrappers
+//! and a daemon of different versions must never meet.
 
 use std::path::PathBuf;
 

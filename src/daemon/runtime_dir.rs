@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+/// The socket's name carries the wrapper ↔ daemon protocol version, so after an
+/// upgrade the new wrappers start a daemon of their own instead of talking to the old
+/// one, which exits when idle.
+pub const SOCKET_NAME: &str = "daemon-2.sock";
+
 /// Paths of one user's daemon.
 #[derive(Debug, Clone)]
 pub struct RuntimeDir {
@@ -61,7 +66,7 @@ impl RuntimeDir {
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("daemon.sock")
+        self.dir.join(SOCKET_NAME)
     }
 
     pub fn start_lock(&self) -> PathBuf {
