@@ -208,10 +208,21 @@ struct CacheFile {
     entries: BTreeMap<String, CacheEntry>,
 }
 
-/// Fingerprints cached in a file (`~/.cache/sshcc/toolchains.json` by default).
-#[derive(Debug, Clone)]
+/// Fingerprints cached in a file (`~/.cache/sshcc/toolchains.json` by default), and
+/// in memory for a long-lived process such as the daemon, which then re-reads the file
+/// only when a compiler changed or is new to it.
+#[derive(Debug)]
 pub struct FingerprintCache {
     file: PathBuf,
+    /// Entries this process has seen; the lock also makes concurrent lookups of a
+    /// compiler nobody has hashed yet hash it once.
+    memory: std::sync::Mutex<BTreeMap<String, CacheEntry>>,
+}
+
+impl Default for FingerprintCache {
+    fn default() -> Self {
+        Self::for_user()
+    }
 }
 
 /// A fingerprint, and whether it had to be computed (`false`: from the cache).
@@ -233,18 +244,28 @@ impl FingerprintCache {
     }
 
     pub fn at(file: PathBuf) -> Self {
-        FingerprintCache { file }
+        FingerprintCache {
+            file,
+            memory: Default::default(),
+        }
     }
 
     /// The fingerprint of `compiler` (already resolved by [`real_compiler`]), from the
     /// cache when none of its files changed since they were hashed.
     pub fn fingerprint(&self, compiler: &Path) -> Result<Lookup> {
         let key = compiler.to_string_lossy().into_owned();
+        let mut memory = self.memory.lock().expect("fingerprint cache lock");
+        let valid = |entry: &CacheEntry| entry.stamps.iter().all(Stamp::still_valid);
+        if let Some(entry) = memory.get(&key).filter(|entry| valid(entry)) {
+            return Ok(Lookup {
+                fingerprint: entry.fingerprint.clone(),
+                hashed: false,
+            });
+        }
         let mut cache = self.load();
-        if let Some(entry) = cache.entries.get(&key)
-            && entry.stamps.iter().all(Stamp::still_valid)
-        {
+        if let Some(entry) = cache.entries.get(&key).filter(|entry| valid(entry)) {
             tracing::debug!("toolchain {key}: fingerprint from the cache");
+            memory.insert(key, entry.clone());
             return Ok(Lookup {
                 fingerprint: entry.fingerprint.clone(),
                 hashed: false,
@@ -257,13 +278,12 @@ impl FingerprintCache {
             fingerprint.version,
             fingerprint.digest()
         );
-        cache.entries.insert(
-            key,
-            CacheEntry {
-                stamps,
-                fingerprint: fingerprint.clone(),
-            },
-        );
+        let entry = CacheEntry {
+            stamps,
+            fingerprint: fingerprint.clone(),
+        };
+        memory.insert(key.clone(), entry.clone());
+        cache.entries.insert(key, entry);
         if let Err(err) = self.store(&cache) {
             tracing::debug!("cannot write {}: {err:#}", self.file.display());
         }

@@ -99,31 +99,43 @@ fn a_key_held_only_by_ssh_agent_authenticates() {
 
     let project = project_copy();
     let dir = project.path();
-    let compile = |agent_socket: Option<&Path>| {
-        let mut command = Command::new(sshcc());
-        command
-            .current_dir(dir)
-            .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
-            .env("SSHCC_HOSTS", format!("@box/4:{}", sshcc().display()))
-            .env("SSHCC_SSH_CONFIG", &config)
-            .env("SSHCC_NO_DAEMON", "1")
-            .env("DISTCC_FALLBACK", "0")
-            .env_remove("SSH_AUTH_SOCK");
-        if let Some(socket) = agent_socket {
-            command.env("SSH_AUTH_SOCK", socket);
-        }
-        run(&mut command)
-    };
-    let output = compile(Some(&socket));
+    let output = compile_with_agent(&config, "box", dir, Some(&socket));
     assert!(output.status.success(), "{}", stderr(&output));
     // Without the agent nothing can authenticate, and the error says what was tried.
-    let output = compile(None);
+    let output = compile_with_agent(&config, "box", dir, None);
     assert_eq!(output.status.code(), Some(116));
     assert!(
         stderr(&output).contains("authentication to"),
         "{}",
         stderr(&output)
     );
+}
+
+/// `sshcc gcc -c geometry.c -o g.o` in `dir` through `alias` of `config`, with no
+/// daemon and no fallback, seeing only the agent on `agent_socket` (if any) and no
+/// way to ask for a passphrase.
+fn compile_with_agent(
+    config: &Path,
+    alias: &str,
+    dir: &Path,
+    agent_socket: Option<&Path>,
+) -> std::process::Output {
+    let mut command = Command::new(sshcc());
+    command
+        .current_dir(dir)
+        .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
+        .env("SSHCC_HOSTS", format!("@{alias}/4:{}", sshcc().display()))
+        .env("SSHCC_SSH_CONFIG", config)
+        .env("SSHCC_NO_DAEMON", "1")
+        .env("DISTCC_FALLBACK", "0")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("DISPLAY")
+        .env_remove("SSH_ASKPASS")
+        .stdin(std::process::Stdio::null());
+    if let Some(socket) = agent_socket {
+        command.env("SSH_AUTH_SOCK", socket);
+    }
+    run(&mut command)
 }
 
 /// Kills the agent when the test ends, also when it fails.
@@ -235,14 +247,7 @@ fn user_certificates_authenticate_from_files_and_from_the_agent() {
     let _agent = start_agent(&socket, &key);
     std::fs::remove_file(&key).unwrap();
     std::fs::remove_file(&certificate).unwrap();
-    let output = run(Command::new(sshcc())
-        .current_dir(project)
-        .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
-        .env("SSHCC_HOSTS", format!("@certbox/4:{}", sshcc().display()))
-        .env("SSHCC_SSH_CONFIG", stanza(""))
-        .env("SSHCC_NO_DAEMON", "1")
-        .env("DISTCC_FALLBACK", "0")
-        .env("SSH_AUTH_SOCK", &socket));
+    let output = compile_with_agent(&stanza(""), "certbox", project, Some(&socket));
     assert!(output.status.success(), "agent: {}", stderr(&output));
     let accepted = target
         .log()
@@ -313,25 +318,7 @@ fn an_encrypted_key_file_is_used_through_the_agent_and_never_prompted_for() {
     .unwrap();
     let project = project_copy();
     let project = project.path();
-    let compile = |agent_socket: Option<&Path>| {
-        let mut command = Command::new(sshcc());
-        command
-            .current_dir(project)
-            .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
-            .env("SSHCC_HOSTS", format!("@locked/4:{}", sshcc().display()))
-            .env("SSHCC_SSH_CONFIG", &config)
-            .env("SSHCC_NO_DAEMON", "1")
-            .env("DISTCC_FALLBACK", "0")
-            .env_remove("SSH_AUTH_SOCK")
-            .env_remove("DISPLAY")
-            .env_remove("SSH_ASKPASS")
-            .stdin(std::process::Stdio::null());
-        if let Some(socket) = agent_socket {
-            command.env("SSH_AUTH_SOCK", socket);
-        }
-        run(&mut command)
-    };
-    let output = compile(None);
+    let output = compile_with_agent(&config, "locked", project, None);
     assert_eq!(output.status.code(), Some(116), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("locked_key (encrypted: load it into ssh-agent)"),
@@ -342,7 +329,7 @@ fn an_encrypted_key_file_is_used_through_the_agent_and_never_prompted_for() {
     // the configured file, as in OpenSSH.
     let socket = dir.join("agent.sock");
     let _agent = start_agent(&socket, target.client_key());
-    let output = compile(Some(&socket));
+    let output = compile_with_agent(&config, "locked", project, Some(&socket));
     assert!(output.status.success(), "{}", stderr(&output));
 }
 

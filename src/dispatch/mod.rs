@@ -160,8 +160,9 @@ pub struct Dispatcher {
     hosts: Mutex<HashMap<String, Arc<HostState>>>,
     /// Woken whenever a slot is released.
     released: Notify,
-    /// Serialises fingerprinting local compilers, so a build's first jobs hash once.
-    local_toolchains: tokio::sync::Mutex<()>,
+    /// Local compilers' fingerprints, kept in memory for the daemon's life (each lookup
+    /// still checks the files' size and mtime).
+    local_toolchains: Arc<FingerprintCache>,
     /// Notices already given, so each is given once per daemon life.
     told: Mutex<HashSet<String>>,
 }
@@ -343,12 +344,11 @@ impl Dispatcher {
         }
     }
 
-    /// The local compiler's fingerprint, from the on-disk cache when its files have not
+    /// The local compiler's fingerprint, from the caches when its files have not
     /// changed since they were hashed.
     async fn local_fingerprint(&self, compiler: &std::path::Path) -> anyhow::Result<Fingerprint> {
-        let _one_at_a_time = self.local_toolchains.lock().await;
-        let compiler = compiler.to_path_buf();
-        tokio::task::spawn_blocking(move || FingerprintCache::for_user().fingerprint(&compiler))
+        let (cache, compiler) = (self.local_toolchains.clone(), compiler.to_path_buf());
+        tokio::task::spawn_blocking(move || cache.fingerprint(&compiler))
             .await?
             .map(|lookup| lookup.fingerprint)
     }
