@@ -230,6 +230,37 @@ fn classify(out: &Output) -> Decision {
     panic!("unexpected ssh outcome {}:\n{stderr}", out.status);
 }
 
+/// One row per case of our decision against OpenSSH's and the expected one; a test
+/// asserts at the end that every row agreed, so one run shows every disagreement.
+#[derive(Default)]
+struct Report {
+    rows: String,
+    mismatches: usize,
+}
+
+impl Report {
+    fn record(&mut self, name: &str, ours: &Decision, theirs: &Decision, want: &Decision) {
+        let ok = ours == theirs && ours == want;
+        if !ok {
+            self.mismatches += 1;
+        }
+        let _ = writeln!(
+            self.rows,
+            "{} {name:28} ours={ours:?} openssh={theirs:?} expected={want:?}",
+            if ok { "  " } else { "!!" }
+        );
+    }
+
+    fn assert_agreement(&self) {
+        eprintln!("{}", self.rows);
+        assert_eq!(
+            self.mismatches, 0,
+            "disagreement with OpenSSH:\n{}",
+            self.rows
+        );
+    }
+}
+
 fn blob(key: &str) -> &str {
     key.split(' ').nth(1).unwrap()
 }
@@ -436,21 +467,12 @@ fn verify_agrees_with_openssh() {
         Decision::Unknown,
     );
 
-    let mut report = String::new();
-    let mut mismatches = 0;
+    let mut report = Report::default();
     for (name, text, want) in &cases {
         let file = env.write(name, text);
         let ours = env.ours(&file);
         let theirs = env.openssh(&file);
-        let ok = ours == theirs && ours == *want;
-        if !ok {
-            mismatches += 1;
-        }
-        let _ = writeln!(
-            report,
-            "{} {name:28} ours={ours:?} openssh={theirs:?} expected={want:?}",
-            if ok { "  " } else { "!!" }
-        );
+        report.record(name, &ours, &theirs, want);
     }
 
     // Hashed copies (ssh-keygen -H) of some of the cases above.
@@ -490,19 +512,10 @@ fn verify_agrees_with_openssh() {
         assert!(hashed.starts_with("|1|"), "{hashed}");
         let ours = env.ours(&file);
         let theirs = env.openssh(&file);
-        let ok = ours == theirs && ours == want;
-        if !ok {
-            mismatches += 1;
-        }
-        let _ = writeln!(
-            report,
-            "{} {name:28} ours={ours:?} openssh={theirs:?} expected={want:?}",
-            if ok { "  " } else { "!!" }
-        );
+        report.record(name, &ours, &theirs, &want);
     }
 
-    eprintln!("{report}");
-    assert_eq!(mismatches, 0, "verify() disagrees with OpenSSH:\n{report}");
+    report.assert_agreement();
 
     // Where OpenSSH and we deliberately differ.
     //
@@ -558,8 +571,7 @@ fn resolved_targets_agree_with_openssh() {
     let here = format!("[127.0.0.1]:{p}");
     let path = |name: &str| env.dir.path().join(name);
 
-    let mut report = String::new();
-    let mut mismatches = 0;
+    let mut report = Report::default();
     // Files whose text is `None` are not created.
     let mut check = |name: &str, files: &[(&str, Option<String>)], extra: &str, want: Decision| {
         let mut names = Vec::new();
@@ -576,15 +588,7 @@ fn resolved_targets_agree_with_openssh() {
         );
         let ours = env.ours_with_config(&config);
         let theirs = env.openssh_with_config(&config);
-        let ok = ours == theirs && ours == want;
-        if !ok {
-            mismatches += 1;
-        }
-        let _ = writeln!(
-            report,
-            "{} {name:28} ours={ours:?} openssh={theirs:?} expected={want:?}",
-            if ok { "  " } else { "!!" }
-        );
+        report.record(name, &ours, &theirs, &want);
     };
 
     check(
@@ -668,8 +672,7 @@ fn resolved_targets_agree_with_openssh() {
         Decision::Trusted,
     );
 
-    eprintln!("{report}");
-    assert_eq!(mismatches, 0, "disagreement with OpenSSH:\n{report}");
+    report.assert_agreement();
 }
 
 #[test]
@@ -775,8 +778,7 @@ fn host_certificates_agree_with_openssh() {
     let expired = start(request(Some("127.0.0.1"), "-3d:-1d"));
     let plain_line = |b: &ThrowawayBox| fs::read_to_string(b.known_hosts()).unwrap();
 
-    let mut report = String::new();
-    let mut mismatches = 0;
+    let mut report = Report::default();
     let mut check =
         |name: &str, b: &ThrowawayBox, known_hosts: String, extra: &str, want: Decision| {
             let file = dir.path().join(format!("{name}.known_hosts"));
@@ -786,15 +788,7 @@ fn host_certificates_agree_with_openssh() {
             fs::write(&config, kbox_config(b, &extra)).unwrap();
             let ours = ours_connecting(&config, &[]);
             let theirs = openssh_with_config(&config);
-            let ok = ours == theirs && ours == want;
-            if !ok {
-                mismatches += 1;
-            }
-            let _ = writeln!(
-                report,
-                "{} {name:28} ours={ours:?} openssh={theirs:?} expected={want:?}",
-                if ok { "  " } else { "!!" }
-            );
+            report.record(name, &ours, &theirs, &want);
         };
     let here = |b: &ThrowawayBox| format!("[127.0.0.1]:{}", b.port());
     let c = &certified;
@@ -872,8 +866,7 @@ fn host_certificates_agree_with_openssh() {
         "",
         Decision::Trusted,
     );
-    assert_eq!(mismatches, 0, "decisions differ:\n{report}");
-    eprintln!("{report}");
+    report.assert_agreement();
 }
 
 #[test]
