@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
+use common::{compile_locally, compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
 use sshcc::throwaway_box::ThrowawayBox;
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
@@ -148,14 +148,7 @@ fn builds_reach_a_box_only_through_one_or_two_bastions() {
     .unwrap();
     let project = project_copy();
     let dir = project.path();
-    let local = run(Command::new("gcc").current_dir(dir).args([
-        "-O2",
-        "-c",
-        "geometry.c",
-        "-o",
-        "local.o",
-    ]));
-    assert!(local.status.success());
+    compile_locally(dir, "gcc", &["-O2"], "geometry.c", "local.o");
 
     // The target really is out of reach without the bastions.
     let direct = run(Command::new("ssh")

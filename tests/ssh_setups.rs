@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
+use common::{compile_locally, compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
 use sshcc::throwaway_box::{CertificateRequest, ThrowawayBox, certify};
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
@@ -37,14 +37,7 @@ fn proxy_jump_and_proxy_command_reach_the_box() {
         .unwrap();
     let project = project_copy();
     let dir = project.path();
-    let local = run(Command::new("gcc").current_dir(dir).args([
-        "-O2",
-        "-c",
-        "geometry.c",
-        "-o",
-        "local.o",
-    ]));
-    assert!(local.status.success());
+    compile_locally(dir, "gcc", &["-O2"], "geometry.c", "local.o");
 
     let jump = config(&bastion, &target, "ProxyJump jump", scratch.path());
     let output = compile_via(&jump, "target", dir);

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{project_copy, run, sshcc, stderr, write_script};
+use common::{compile_locally, project_copy, run, sshcc, stderr, write_script};
 use sshcc::throwaway_box::ThrowawayBox;
 
 /// `sshcc gcc -c geometry.c -o g.o` in `dir` through `build_box`, without a daemon,
@@ -69,11 +69,7 @@ fn a_box_with_another_compiler_build_gets_no_job() {
             && text.contains(&local_version()),
         "{text}"
     );
-    let local =
-        run(Command::new("gcc")
-            .current_dir(project)
-            .args(["-c", "geometry.c", "-o", "local.o"]));
-    assert!(local.status.success());
+    compile_locally(project, "gcc", &[], "geometry.c", "local.o");
     assert_eq!(
         std::fs::read(project.join("g.o")).unwrap(),
         std::fs::read(project.join("local.o")).unwrap()
