@@ -1644,20 +1644,22 @@ Host included
         assert!(!t.hash_known_hosts);
     }
 
+    /// Every `%` token in IdentityFile and UserKnownHostsFile, for `tok` and `tok2`.
+    fn token_config() -> String {
+        let pattern = "~/x/%d/%u/%l/%L/%h/%r/%p/%n/%k/%i/%C/%%/${HOME}";
+        format!(
+            "Host tok\n  HostName Tok.Example.NET\n  Port 2022\n  User someone\n  \
+             IdentityFile {pattern}\n  UserKnownHostsFile {pattern}\n\
+             Host tok2\n  HostKeyAlias KeyAlias\n  IdentityFile %k/%n\n  UserKnownHostsFile %k/%n\n"
+        )
+    }
+
     /// Our `%` token expansion of IdentityFile agrees with OpenSSH's own expansion of
     /// UserKnownHostsFile, which `ssh -G` does perform with the same token set.
     #[test]
     fn identity_file_tokens_agree_with_openssh() {
         let f = Fixture::new();
-        let pattern = "~/x/%d/%u/%l/%L/%h/%r/%p/%n/%k/%i/%C/%%/${HOME}";
-        f.write(
-            "config",
-            &format!(
-                "Host tok\n  HostName Tok.Example.NET\n  Port 2022\n  User someone\n  \
-                 IdentityFile {pattern}\n  UserKnownHostsFile {pattern}\n\
-                 Host tok2\n  HostKeyAlias KeyAlias\n  IdentityFile %k/%n\n  UserKnownHostsFile %k/%n\n"
-            ),
-        );
+        f.write("config", &token_config());
         for alias in ["tok", "tok2"] {
             let t = f.resolve(alias);
             assert_eq!(t.identity_files.len(), 1);
@@ -1716,15 +1718,7 @@ Host included
         assert_same("build-1", Some("override"), Some(4000), &options);
         assert_same("build-1", Some("bob"), None, &options);
 
-        let pattern = "~/x/%d/%u/%l/%L/%h/%r/%p/%n/%k/%i/%C/%%/${HOME}";
-        f.write(
-            "config",
-            &format!(
-                "Host tok\n  HostName Tok.Example.NET\n  Port 2022\n  User someone\n  \
-                 IdentityFile {pattern}\n  UserKnownHostsFile {pattern}\n\
-                 Host tok2\n  HostKeyAlias KeyAlias\n  IdentityFile %k/%n\n  UserKnownHostsFile %k/%n\n"
-            ),
-        );
+        f.write("config", &token_config());
         assert_same("tok", None, None, &options);
         assert_same("tok2", None, None, &options);
 
