@@ -48,6 +48,7 @@ pub struct BoxBuilder {
     netns: Option<(String, Ipv4Addr)>,
     host_certificate: Option<CertificateRequest>,
     trusted_user_ca_keys: Option<PathBuf>,
+    forced_command: Option<String>,
 }
 
 /// What a certificate made by [`certify`] says.
@@ -109,6 +110,15 @@ impl BoxBuilder {
     /// (sshd's `TrustedUserCAKeys`).
     pub fn trusted_user_ca_keys(mut self, ca_pub: impl Into<PathBuf>) -> Self {
         self.trusted_user_ca_keys = Some(ca_pub.into());
+        self
+    }
+
+    /// Restricts the client key as a shared build account would: `command="…",restrict`
+    /// in authorized_keys, so every login runs `command` (with the client's request in
+    /// `SSH_ORIGINAL_COMMAND`) and nothing else. It takes effect once the box has proved
+    /// a plain login works.
+    pub fn forced_command(mut self, command: impl Into<String>) -> Self {
+        self.forced_command = Some(command.into());
         self
     }
 
@@ -185,6 +195,12 @@ impl BoxBuilder {
 
             match wait_until_ready(&mut child, &paths, self.netns.as_ref(), port) {
                 Ok(()) => {
+                    if let Some(command) = &self.forced_command
+                        && let Err(err) = restrict_client_key(&paths, command)
+                    {
+                        kill_tree(&mut child);
+                        return Err(err);
+                    }
                     tracing::debug!(
                         port,
                         attempt,
@@ -530,6 +546,21 @@ fn wait_until_ready(
             }
         }
     }
+}
+
+/// Prefixes the client key's authorized_keys line with `command="…",restrict`; sshd
+/// reads the file afresh for every login.
+fn restrict_client_key(paths: &BoxPaths, command: &str) -> Result<()> {
+    ensure!(
+        !command.contains(['"', '\\', '\n']),
+        "forced command {command:?} needs quoting authorized_keys cannot express"
+    );
+    let line = fs::read_to_string(&paths.authorized_keys).context("reading authorized_keys")?;
+    let restricted = match line.strip_prefix("environment=") {
+        Some(_) => format!("command=\"{command}\",restrict,{line}"),
+        None => format!("command=\"{command}\",restrict {line}"),
+    };
+    fs::write(&paths.authorized_keys, restricted).context("restricting authorized_keys")
 }
 
 fn banner_seen(port: u16) -> bool {
