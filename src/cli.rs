@@ -14,6 +14,8 @@ use clap::Parser;
 use crate::config::Config;
 use crate::exit_code::ExitCode;
 use crate::hosts::HostList;
+use crate::server::forced_command::{self, ServingMode};
+use crate::server::settings::BoxSettings;
 
 /// sshcc's own options (as opposed to a compiler command line). Also accepted under
 /// the name `distccd`.
@@ -62,6 +64,8 @@ pub struct Options {
     /// Log level: error, warning, notice, info or debug (distccd's names).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    #[command(flatten, next_help_heading = "Box limits (--inetd, --mux)")]
+    pub box_settings: BoxSettings,
 }
 
 /// First arguments that make `sshcc …` an sshcc command rather than an implicit
@@ -83,6 +87,14 @@ const OWN_OPTIONS: &[&str] = &[
     "--log-file",
     "--log-stderr",
     "--log-level",
+    "--jobs",
+    "--nice",
+    "--job-lifetime",
+    "--max-input",
+    "--sandbox",
+    "--sandbox-allow",
+    "--sandbox-write",
+    "--lock-dir",
 ];
 
 /// Runs the process for `args` (as from `std::env::args_os`).
@@ -126,27 +138,63 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         eprintln!("sshcc: {err:#}");
         return ExitCode::BadArguments.into();
     }
-    if options.inetd {
-        serve_stdio(crate::server::serve_one(
-            tokio::io::stdin(),
-            tokio::io::stdout(),
-        ))
-    } else if options.mux {
-        serve_stdio(crate::mux::server::serve(
-            tokio::io::stdin(),
-            tokio::io::stdout(),
-        ))
-    } else if options.daemon {
+    let serving = match serving_mode(&options) {
+        Ok(serving) => serving,
+        Err(why) => {
+            tracing::warn!("{why}");
+            eprintln!("sshcc: {why}");
+            return ExitCode::AccessDenied.into();
+        }
+    };
+    if serving.is_some() {
+        // SAFETY: still single-threaded: no runtime has started yet.
+        unsafe { crate::server::job::scrub_environment() };
+    }
+    let settings = options.box_settings;
+    match serving {
+        Some(ServingMode::Inetd) => {
+            return serve_stdio(async move {
+                crate::server::serve_one(tokio::io::stdin(), tokio::io::stdout(), &settings).await
+            });
+        }
+        Some(ServingMode::Mux) => {
+            return serve_stdio(crate::mux::server::serve(
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                settings,
+            ));
+        }
+        Some(ServingMode::BoxInfo) => return print_box_info(&settings),
+        None => {}
+    }
+    if options.daemon {
         run_daemon()
     } else if options.stop {
         stop_daemon()
     } else if options.slots || options.show_hosts {
         print_hosts(options.slots)
-    } else if options.box_info {
-        print_box_info()
     } else {
         eprintln!("sshcc: nothing to do (see --help)");
         ExitCode::BadArguments.into()
+    }
+}
+
+/// Which serving mode this process runs, if any. Under a forced command
+/// (`SSH_ORIGINAL_COMMAND` set), the client's request picks one of the serving modes and
+/// nothing else; see [`forced_command`].
+fn serving_mode(options: &Options) -> Result<Option<ServingMode>, String> {
+    let asked = if options.inetd {
+        ServingMode::Inetd
+    } else if options.mux {
+        ServingMode::Mux
+    } else if options.box_info {
+        ServingMode::BoxInfo
+    } else {
+        return Ok(None);
+    };
+    match std::env::var("SSH_ORIGINAL_COMMAND") {
+        Ok(original) => forced_command::requested_mode(&original).map(Some),
+        Err(_) => Ok(Some(asked)),
     }
 }
 
@@ -262,8 +310,8 @@ pub(crate) fn config_and_hosts() -> Result<(Config, HostList), std::process::Exi
 
 /// `sshcc --box-info`: this box's report, exiting with distcc's "compiler missing"
 /// status when there is no usable allowlist (the box then runs nothing).
-fn print_box_info() -> std::process::ExitCode {
-    let info = crate::server::identity::box_info();
+fn print_box_info(settings: &BoxSettings) -> std::process::ExitCode {
+    let info = crate::server::identity::box_info(settings);
     match serde_json::to_string_pretty(&info) {
         Ok(json) => println!("{json}"),
         Err(err) => {

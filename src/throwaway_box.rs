@@ -125,7 +125,6 @@ impl BoxBuilder {
     /// Starts sshd and returns once a real `ssh` login to it has succeeded.
     pub fn start(&self) -> Result<ThrowawayBox> {
         let started = Instant::now();
-        let authorized_key_options = self.authorized_key_options()?;
         ensure!(
             Path::new(SSHD).exists(),
             "{SSHD} not found; install openssh-server (scripts/install-deps.sh)"
@@ -146,6 +145,8 @@ impl BoxBuilder {
             "temporary directory {} contains whitespace, which distcc's DISTCC_SSH splitting cannot handle",
             paths.dir.display()
         );
+        let this = self.with_own_compile_slots(&paths.dir)?;
+        let authorized_key_options = this.authorized_key_options()?;
 
         keygen(&paths.host_key, "sshcc-throwaway-host")?;
         keygen(&paths.client_key, "sshcc-throwaway-client")?;
@@ -172,7 +173,7 @@ impl BoxBuilder {
                 Some(_) => 20_000 + (std::process::id() % 20_000) as u16 + attempt as u16,
                 None => pick_port()?,
             };
-            self.write_configs(&paths, &user, &host_pub, port)?;
+            this.write_configs(&paths, &user, &host_pub, port)?;
             let log = File::create(&paths.log).context("creating the sshd log")?;
             let mut sshd = match &self.netns {
                 Some((netns, _)) => {
@@ -243,6 +244,24 @@ impl BoxBuilder {
             }
         }
         bail!("throwaway sshd exited on each of {MAX_ATTEMPTS} ports:\n{lost_races}")
+    }
+
+    /// Gives the box compile slots of its own (`SSHCC_LOCK_DIR` inside its directory)
+    /// unless the caller chose a lock directory: each box stands for a machine, and the
+    /// boxes of concurrent tests must not wait for each other's slots, nor for a frozen
+    /// box's.
+    fn with_own_compile_slots(&self, dir: &Path) -> Result<BoxBuilder> {
+        let mut this = self.clone();
+        if !this.env.iter().any(|(key, _)| key == "SSHCC_LOCK_DIR") {
+            use std::os::unix::fs::PermissionsExt;
+            let slots = dir.join("slots");
+            fs::create_dir(&slots).context("creating the box's slot directory")?;
+            // Shared by every account the box serves, as /tmp/sshcc-slots would be.
+            fs::set_permissions(&slots, fs::Permissions::from_mode(0o1777))
+                .context("opening the slot directory to every account")?;
+            this = this.env("SSHCC_LOCK_DIR", slots.display().to_string());
+        }
+        Ok(this)
     }
 
     /// Renders the `environment="K=V",` prefix of the authorized_keys line.

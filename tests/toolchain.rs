@@ -53,6 +53,8 @@ fn a_box_with_another_compiler_build_gets_no_job() {
     let build_box = ThrowawayBox::builder()
         .env("DISTCC_CMDLIST", list.to_str().unwrap())
         .env("XDG_CACHE_HOME", box_cache.to_str().unwrap())
+        // The wrapper's log is outside the job, where the sandbox lets no compiler write.
+        .env("SSHCC_SANDBOX_WRITE", dir.to_str().unwrap())
         .start()
         .unwrap();
     let project = project_copy();

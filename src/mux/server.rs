@@ -11,8 +11,8 @@ use super::frame::{self, Compression, Frame};
 use super::kind;
 use super::wire::{WireError, WireReader, WireWriter};
 use crate::exit_code::ExitCode;
-use crate::protocol::{self, Limits, Response, Version};
-use crate::server::{allowlist::Allowlist, job};
+use crate::protocol::{self, Response, Version};
+use crate::server::{allowlist::Allowlist, job, settings::BoxSettings};
 
 /// Identifies the stream as sshcc's mux protocol, so a daemon that reached a stock
 /// distccd (which rejects `--mux`) or a chatty login shell can tell at once.
@@ -61,7 +61,7 @@ impl Hello {
 
 /// Serves jobs from `input` until it ends, answering on `output`; returns the process
 /// exit status.
-pub async fn serve<R, W>(mut input: R, mut output: W) -> u8
+pub async fn serve<R, W>(mut input: R, mut output: W, settings: BoxSettings) -> u8
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -95,11 +95,12 @@ where
                 let (cancel, cancelled) = oneshot::channel();
                 cancels.insert(frame.job, cancel);
                 let results = results.clone();
+                let settings = settings.clone();
                 jobs.spawn(async move {
                     let cancelled = async {
                         let _ = cancelled.await;
                     };
-                    if let Some(response) = run_job(&frame.payload, cancelled).await {
+                    if let Some(response) = run_job(&frame.payload, &settings, cancelled).await {
                         let payload = protocol::distcc::encode_response(Version::V1, &response);
                         let _ = results
                             .send(Frame::new(kind::RESULT, frame.job, payload))
@@ -141,8 +142,13 @@ where
 }
 
 /// Runs one job; `None` when it was cancelled.
-async fn run_job(payload: &[u8], cancelled: impl Future<Output = ()>) -> Option<Response> {
-    let (request, context) = match protocol::job::decode_job(payload, &Limits::default()).await {
+async fn run_job(
+    payload: &[u8],
+    settings: &BoxSettings,
+    cancelled: impl Future<Output = ()>,
+) -> Option<Response> {
+    let limits = settings.request_limits();
+    let (request, context) = match protocol::job::decode_job(payload, &limits).await {
         Ok(decoded) => decoded,
         Err(err) => {
             tracing::error!("bad request: {err}");
@@ -150,7 +156,15 @@ async fn run_job(payload: &[u8], cancelled: impl Future<Output = ()>) -> Option<
             return Some(Response::refusal(err.exit_code(), &message));
         }
     };
-    match job::run(&request, &context, Allowlist::from_env(), cancelled).await {
+    match job::run(
+        &request,
+        &context,
+        Allowlist::from_env(),
+        settings,
+        cancelled,
+    )
+    .await
+    {
         job::Outcome::Finished(response) => Some(response),
         job::Outcome::Abandoned => None,
     }

@@ -119,6 +119,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("-fxray-never-instrument", READS_FILES),
     ("-fxray-attr-list", READS_FILES),
     ("-fself-test", READS_FILES),
+    ("-fmodule-mapper", LOADS_CODE),
+    ("-fauto-profile=", READS_FILES),
+    ("-fprofile-use=", READS_FILES),
+    ("-fprofile-dir=", READS_FILES),
     ("-save-temps", WRITES_FILES),
     ("-fdump-", WRITES_FILES),
     ("-dumpdir", WRITES_FILES),
@@ -202,6 +206,21 @@ pub fn prepare(
         out.extend(["-o".to_string(), output_file.to_string()]);
     }
     Ok(PreparedCommand { args: out, scan })
+}
+
+/// The `-specs=` file a prepared command would read from the job directory, if any.
+///
+/// A bare specs name is looked up in the compiler's own directories and then, as a
+/// plain relative path, in the working directory, where the client's side files are: a
+/// specs file the client sent could make the compiler run anything.
+pub fn specs_from_job(args: &[String], work_dir: &std::path::Path) -> Option<String> {
+    args.iter()
+        .filter_map(|arg| {
+            arg.strip_prefix("-specs=")
+                .or_else(|| arg.strip_prefix("--specs="))
+        })
+        .find(|name| work_dir.join(name).exists())
+        .map(|name| format!("-specs={name}"))
 }
 
 fn is_joined_dropped(arg: &str) -> bool {

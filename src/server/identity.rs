@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::allowlist::Allowlist;
+use super::settings::BoxSettings;
 use crate::toolchain::{self, Fingerprint, FingerprintCache};
 
 /// `sshcc --box-info`'s report.
@@ -21,6 +22,22 @@ pub struct BoxInfo {
     /// Why there is no usable allowlist (the box then runs nothing).
     pub allowlist_error: Option<String>,
     pub compilers: Vec<CompilerInfo>,
+    /// The box owner's limits (absent from boxes older than them).
+    #[serde(default)]
+    pub limits: Option<LimitsInfo>,
+}
+
+/// [`BoxSettings`] as a box reports them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LimitsInfo {
+    /// Compiles at once across all users.
+    pub jobs: usize,
+    pub nice: i32,
+    /// Seconds; 0 for none.
+    pub job_lifetime: u64,
+    pub max_input: u64,
+    /// How compiles are confined, in words.
+    pub sandbox: String,
 }
 
 /// One allowlist entry and what it is.
@@ -51,8 +68,8 @@ fn fingerprint_of(path: &str) -> Result<Fingerprint, String> {
         .map_err(|err| format!("{err:#}"))
 }
 
-/// Everything about this box's compilers.
-pub fn box_info() -> BoxInfo {
+/// Everything about this box's compilers and limits.
+pub fn box_info(settings: &BoxSettings) -> BoxInfo {
     let (allowlist, allowlist_error, compilers) = match Allowlist::from_env() {
         Ok(list) => {
             let compilers = list
@@ -81,5 +98,12 @@ pub fn box_info() -> BoxInfo {
         allowlist,
         allowlist_error,
         compilers,
+        limits: Some(LimitsInfo {
+            jobs: settings.slots().count(),
+            nice: settings.nice,
+            job_lifetime: settings.job_lifetime,
+            max_input: settings.max_input,
+            sandbox: super::sandbox::describe(settings.sandbox),
+        }),
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! The compiler runs in its own process group so that killing the job also kills cc1 and
 //! as; the directory is removed whatever happens (success, compile error, refusal,
-//! client gone), because `JobDir` owns it.
+//! client gone, time limit), because the `TempDir` owns it. Before it runs, the job waits
+//! for a box-wide slot; the compiler then runs niced and, where the kernel allows,
+//! confined to the job directory ([`super::sandbox`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -13,6 +15,8 @@ use tokio::process::Command;
 
 use super::allowlist::Allowlist;
 use super::argument_policy;
+use super::sandbox::Confinement;
+use super::settings::BoxSettings;
 use crate::compiler::source;
 use crate::exit_code::ExitCode;
 use crate::protocol::{JobContext, Request, Response, SideFile};
@@ -34,6 +38,18 @@ const SCRUBBED_ENVIRONMENT: &[&str] = &[
     "LD_LIBRARY_PATH",
 ];
 
+/// Removes [`SCRUBBED_ENVIRONMENT`] from this process, so that neither a job's compiler
+/// nor the toolchain fingerprint the box reports for it (`-print-prog-name`) sees them.
+///
+/// # Safety
+/// Must run before the process starts any thread (it changes the environment).
+pub unsafe fn scrub_environment() {
+    for name in SCRUBBED_ENVIRONMENT {
+        // SAFETY: the caller guarantees no other thread reads the environment.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
 /// How a job ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -51,6 +67,7 @@ pub async fn run(
     request: &Request,
     context: &JobContext,
     allowlist: Result<Allowlist, super::allowlist::AllowlistError>,
+    settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
 ) -> Outcome {
     let compiler = match allowlist.and_then(|list| list.resolve(&request.argv[0]).map(String::from))
@@ -68,7 +85,15 @@ pub async fn run(
             return refuse(ExitCode::IoError, &message);
         }
     };
-    run_in(request, context, &compiler, job_dir.path(), cancelled).await
+    run_in(
+        request,
+        context,
+        &compiler,
+        job_dir.path(),
+        settings,
+        cancelled,
+    )
+    .await
     // `job_dir` is dropped here, removing every file the job made.
 }
 
@@ -97,8 +122,10 @@ async fn run_in(
     context: &JobContext,
     compiler: &str,
     job_dir: &Path,
+    settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
 ) -> Outcome {
+    tokio::pin!(cancelled);
     let scan = match crate::compiler::args::scan(&request.argv) {
         Ok(scan) => scan,
         Err(why) => {
@@ -133,6 +160,34 @@ async fn run_in(
             &format!("cannot write the source into the job directory: {err}"),
         );
     }
+    // Checked once every file the client sent is in place.
+    if let Some(specs) = argument_policy::specs_from_job(&command.args, dir) {
+        let refusal = argument_policy::Refusal::Forbidden {
+            arg: specs,
+            reason: "a specs file sent with the job can run any program",
+        };
+        return refuse(ExitCode::BadArguments, &refusal.to_string());
+    }
+    let confinement = match Confinement::prepare(settings, Path::new(compiler), job_dir) {
+        Ok(confinement) => confinement,
+        Err(why) => return refuse(ExitCode::AccessDenied, &why),
+    };
+    // Waiting happens after every cheap refusal, so a full box still answers bad
+    // requests at once.
+    let slots = settings.slots();
+    let _slot = tokio::select! {
+        slot = slots.acquire() => match slot {
+            Ok(slot) => Some(slot),
+            Err(err) => {
+                tracing::warn!(
+                    "box-wide job limit not enforced: lock directory {}: {err}",
+                    settings.lock_dir.display()
+                );
+                None
+            }
+        },
+        () = &mut cancelled => return Outcome::Abandoned,
+    };
 
     let mut child = Command::new(compiler);
     child
@@ -143,10 +198,24 @@ async fn run_in(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    for name in SCRUBBED_ENVIRONMENT {
-        child.env_remove(name);
-    }
     child.envs(context.env.iter().map(|(name, value)| (name, value)));
+    // The compiler's temporary files (the assembly between cc1 and as) stay in the job.
+    child.env("TMPDIR", job_dir);
+    let nice = settings.nice;
+    // SAFETY: the closure makes only async-signal-safe system calls (setpriority, prctl,
+    // landlock_restrict_self) and allocates nothing.
+    unsafe {
+        child.pre_exec(move || {
+            if nice != 0 {
+                let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+                libc::setpriority(libc::PRIO_PROCESS, 0, current.saturating_add(nice));
+            }
+            match &confinement {
+                Some(confinement) => confinement.apply_to_current_process(),
+                None => Ok(()),
+            }
+        });
+    }
     tracing::debug!(compiler, args = ?command.args, "running compiler");
     let child = match child.spawn() {
         Ok(child) => child,
@@ -158,11 +227,25 @@ async fn run_in(
         }
     };
     let process_group = child.id();
+    let time_limit = async {
+        match settings.job_lifetime() {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
     let output = tokio::select! {
         output = child.wait_with_output() => output,
-        () = cancelled => {
+        () = &mut cancelled => {
             kill_process_group(process_group);
             return Outcome::Abandoned;
+        }
+        () = time_limit => {
+            kill_process_group(process_group);
+            let message = format!(
+                "the compile ran longer than this box's job lifetime of {} s and was killed",
+                settings.job_lifetime
+            );
+            return refuse(ExitCode::Timeout, &message);
         }
     };
     let output = match output {

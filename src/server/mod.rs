@@ -6,24 +6,29 @@
 
 pub mod allowlist;
 pub mod argument_policy;
+pub mod forced_command;
 pub mod identity;
 pub mod job;
+pub mod sandbox;
+pub mod settings;
+pub mod slots;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::exit_code::ExitCode;
-use crate::protocol::{self, Limits, ProtocolError, Response, Version};
+use crate::protocol::{self, ProtocolError, Response, Version};
+use settings::BoxSettings;
 
 /// Serves one job from `input` to `output` and returns the process exit status: 0 when
 /// the job succeeded, the compiler's status when it failed, a distcc code (100–120) when
 /// it never ran. Nothing but protocol bytes is written to `output`; diagnostics go to
 /// `tracing`.
-pub async fn serve_one<R, W>(mut input: R, mut output: W) -> u8
+pub async fn serve_one<R, W>(mut input: R, mut output: W, settings: &BoxSettings) -> u8
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let request = match protocol::read_request(&mut input, &Limits::default()).await {
+    let request = match protocol::read_request(&mut input, &settings.request_limits()).await {
         Ok(request) => request,
         Err(err @ ProtocolError::PumpUnsupported) => {
             tracing::warn!("{err}");
@@ -43,6 +48,7 @@ where
         &request,
         &context,
         allowlist,
+        settings,
         client_gone_or_signalled(&mut input),
     )
     .await

@@ -1,0 +1,139 @@
+//! What a box's owner decides about the jobs it serves: how many compile at once across
+//! all sessions and users, at what priority, for how long, from how large a request, and
+//! how confined.
+//!
+//! Every setting is an option of the serving modes (so a forced command in
+//! `authorized_keys` can fix it, out of the client's reach) with an environment variable
+//! behind it (so `~/.ssh/environment` can set it for an account).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::sandbox::SandboxMode;
+use super::slots::Slots;
+
+/// The box owner's limits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BoxSettings {
+    /// Compiles this box runs at once across every session of every user (default: the
+    /// number of CPUs + 2, as distccd). Further jobs wait for a slot.
+    #[arg(long, env = "SSHCC_JOBS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Niceness added to the compiler's (distccd's default is 5).
+    #[arg(long, env = "SSHCC_NICE", value_name = "N", default_value_t = 5,
+          allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    pub nice: i32,
+    /// Kill a compile that runs longer than this many seconds (distcc's status 118); 0
+    /// means no limit.
+    #[arg(
+        long,
+        env = "SSHCC_JOB_LIFETIME",
+        value_name = "SECONDS",
+        default_value_t = 1800
+    )]
+    pub job_lifetime: u64,
+    /// Refuse requests whose source is larger than this (suffixes K, M, G).
+    #[arg(long, env = "SSHCC_MAX_INPUT", value_name = "BYTES", default_value = "256M",
+          value_parser = parse_size)]
+    pub max_input: u64,
+    /// Confine each compile with Landlock: auto (when the kernel can), required (refuse
+    /// jobs otherwise) or off.
+    #[arg(long, env = "SSHCC_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
+    pub sandbox: SandboxMode,
+    /// More directories a confined compiler may read and run from (`:`-separated in the
+    /// environment), e.g. where a wrapper script's real compiler lives.
+    #[arg(
+        long = "sandbox-allow",
+        env = "SSHCC_SANDBOX_ALLOW",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    pub sandbox_allow: Vec<PathBuf>,
+    /// Directories a confined compiler may also write to (`:`-separated in the
+    /// environment), e.g. where a box-side wrapper script keeps its log.
+    #[arg(
+        long = "sandbox-write",
+        env = "SSHCC_SANDBOX_WRITE",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    pub sandbox_write: Vec<PathBuf>,
+    /// Where the box-wide slot lock files live; every user of the box must use the same.
+    #[arg(
+        long,
+        env = "SSHCC_LOCK_DIR",
+        value_name = "DIR",
+        default_value = "/tmp/sshcc-slots"
+    )]
+    pub lock_dir: PathBuf,
+}
+
+impl BoxSettings {
+    /// The box-wide compile slots.
+    pub fn slots(&self) -> Slots {
+        let count = self.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()) + 2,
+            |jobs| jobs as usize,
+        );
+        Slots::new(self.lock_dir.clone(), count)
+    }
+
+    pub fn job_lifetime(&self) -> Option<Duration> {
+        (self.job_lifetime > 0).then(|| Duration::from_secs(self.job_lifetime))
+    }
+
+    /// Bounds for decoding a request.
+    pub fn request_limits(&self) -> crate::protocol::Limits {
+        crate::protocol::Limits {
+            max_file_len: self.max_input,
+            ..crate::protocol::Limits::default()
+        }
+    }
+}
+
+/// `512`, `64K`, `256M`, `1G` (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 256M"))?;
+    number
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("{text:?} is not a usable size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("256m"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_distccd() {
+        #[derive(clap::Parser)]
+        struct Options {
+            #[command(flatten)]
+            settings: BoxSettings,
+        }
+        let settings = <Options as clap::Parser>::parse_from(["sshcc"]).settings;
+        assert_eq!(settings.nice, 5);
+        assert_eq!(settings.sandbox, SandboxMode::Auto);
+        assert_eq!(settings.max_input, 256 << 20);
+    }
+}
