@@ -7,10 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{compile_locally, compile_via, project_copy, run, sshcc, stderr, write_script};
-use sshcc::protocol::{self, Limits, Request, Response, Version};
+use common::{
+    compile_locally, compile_via, distcc_over_ssh, project_copy, run, sshcc, stderr, write_script,
+};
+use sshcc::protocol::Response;
 use sshcc::throwaway_box::ThrowawayBox;
 
 /// What a secret on the box looks like; it must never come back in any response.
@@ -86,44 +88,10 @@ impl RestrictedBox {
         files
     }
 
-    /// Sends one distcc request through the restricted account, as stock distcc does
-    /// (`ssh box distccd --inetd`), and decodes the answer.
+    /// Sends one distcc request through the restricted account, as stock distcc does.
     fn send(&self, argv: &[&str], source: &str) -> Response {
-        let request = Request {
-            version: Version::V1,
-            argv: argv.iter().map(|word| word.to_string()).collect(),
-            source: source.as_bytes().to_vec(),
-        };
-        let mut ssh = self.build_box.ssh();
-        let mut child = ssh
-            .args(["distccd", "--inetd"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        // The box may stop reading once it refuses.
-        let _ = stdin.write_all(&protocol::distcc::encode_request(&request));
-        // distcc keeps its side open until the answer is in: EOF means it gave up.
-        let output = child.wait_with_output().unwrap();
-        drop(stdin);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(protocol::read_response(
-                &mut &output.stdout[..],
-                Version::V1,
-                &Limits::default(),
-            ))
-            .unwrap_or_else(|err| {
-                panic!(
-                    "{argv:?}: no response ({err}); ssh said: {}",
-                    stderr(&output)
-                )
-            })
+        let remote = ["distccd", "--inetd"];
+        distcc_over_ssh(self.build_box.ssh(), &remote, argv, source.as_bytes())
     }
 }
 

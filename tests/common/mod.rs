@@ -87,3 +87,50 @@ pub fn compile_via(config: &Path, alias: &str, dir: &Path) -> Output {
         .env("DISTCC_FALLBACK", "0")
         .env("SSHCC_LOG", "info"))
 }
+
+/// Sends one distcc request through `ssh` (an `ssh … box` command) to `remote` (the
+/// box's `sshcc --inetd` or `distccd --inetd`, as stock distcc runs it) and decodes the
+/// answer. Panics with what ssh said when no answer comes.
+pub fn distcc_over_ssh(
+    mut ssh: Command,
+    remote: &[&str],
+    argv: &[&str],
+    source: &[u8],
+) -> sshcc::protocol::Response {
+    use sshcc::protocol::{Limits, Request, Version};
+    use std::io::Write;
+    let request = Request {
+        version: Version::V1,
+        argv: argv.iter().map(|word| word.to_string()).collect(),
+        source: source.to_vec(),
+    };
+    let mut child = ssh
+        .args(remote)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ssh");
+    let mut stdin = child.stdin.take().expect("ssh stdin");
+    // The box may stop reading once it refuses.
+    let _ = stdin.write_all(&sshcc::protocol::distcc::encode_request(&request));
+    // distcc keeps its side open until the answer is in: EOF means it gave up.
+    let output = child.wait_with_output().expect("ssh output");
+    drop(stdin);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime
+        .block_on(sshcc::protocol::read_response(
+            &mut &output.stdout[..],
+            Version::V1,
+            &Limits::default(),
+        ))
+        .unwrap_or_else(|err| {
+            panic!(
+                "{argv:?}: no response ({err}); ssh said: {}",
+                stderr(&output)
+            )
+        })
+}
