@@ -117,6 +117,8 @@ pub struct RemoteSshcc {
     pub allowlist: Option<String>,
     /// Why it has no usable allowlist (it then runs nothing).
     pub allowlist_error: Option<String>,
+    /// The box owner's limits and sandbox (absent from older boxes).
+    pub limits: Option<crate::server::identity::LimitsInfo>,
 }
 
 /// One allowlisted compiler, compared with its local counterpart: the compiler of the
@@ -423,6 +425,7 @@ async fn probe_ssh(
         hostname: info.hostname.clone(),
         allowlist: info.allowlist.clone(),
         allowlist_error: info.allowlist_error.clone(),
+        limits: info.limits.clone(),
     });
     if let Some(why) = &info.allowlist_error {
         bail!("no usable allowlist, so the box runs nothing: {why}");
@@ -657,6 +660,22 @@ fn render(report: &Report) -> String {
                         host.toolchain_check.unwrap_or_default().as_str()
                     ),
                 );
+            }
+            if let Some(limits) = &remote.limits {
+                let lifetime = match limits.job_lifetime {
+                    0 => "none".to_string(),
+                    seconds => format!("{seconds} s"),
+                };
+                row(
+                    "limits",
+                    format!(
+                        "{} compiles at once (box-wide), nice {}, job lifetime {lifetime}, max input {} MiB",
+                        limits.jobs,
+                        limits.nice,
+                        limits.max_input >> 20
+                    ),
+                );
+                row("sandbox", limits.sandbox.clone());
             }
         }
         let width = host

@@ -82,6 +82,8 @@ fn a_box_with_the_local_compilers_checks_out() {
         "/usr/bin/gcc                   match (".to_string(),
         "/usr/bin/x86_64-linux-gnu-gcc  match (".to_string(),
         "localhost/2 (local, 2 slots)".to_string(),
+        "nice 5, job lifetime 1800 s, max input 256 MiB".to_string(),
+        "sandbox    landlock (ABI".to_string(),
         "all ok".to_string(),
     ] {
         assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
@@ -102,6 +104,8 @@ fn a_box_with_the_local_compilers_checks_out() {
     assert_eq!(host["host_key"], "known_hosts");
     assert_eq!(host["remote"]["sshcc_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(host["remote"]["allowlist"], list.to_str().unwrap());
+    assert_eq!(host["remote"]["limits"]["nice"], 5);
+    assert!(host["remote"]["limits"]["jobs"].as_u64().unwrap() >= 3);
     assert_eq!(host["toolchain_check"], "strict");
     let compilers = host["compilers"].as_array().unwrap();
     assert_eq!(compilers.len(), 2);
