@@ -56,7 +56,7 @@ fn the_job_cap_holds_across_sessions_of_every_client() {
     std::thread::scope(|scope| {
         for build_box in boxes.iter().chain(boxes.iter()) {
             scope.spawn(move || {
-                let response = send(&build_box);
+                let response = send(build_box);
                 assert_eq!(
                     response.status,
                     0,

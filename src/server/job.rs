@@ -174,18 +174,8 @@ async fn run_in(
     };
     // Waiting happens after every cheap refusal, so a full box still answers bad
     // requests at once.
-    let slots = settings.slots();
     let _slot = tokio::select! {
-        slot = slots.acquire() => match slot {
-            Ok(slot) => Some(slot),
-            Err(err) => {
-                tracing::warn!(
-                    "box-wide job limit not enforced: lock directory {}: {err}",
-                    settings.lock_dir.display()
-                );
-                None
-            }
-        },
+        slot = take_slot(settings) => slot,
         () = &mut cancelled => return Outcome::Abandoned,
     };
 
@@ -201,21 +191,7 @@ async fn run_in(
     child.envs(context.env.iter().map(|(name, value)| (name, value)));
     // The compiler's temporary files (the assembly between cc1 and as) stay in the job.
     child.env("TMPDIR", job_dir);
-    let nice = settings.nice;
-    // SAFETY: the closure makes only async-signal-safe system calls (setpriority, prctl,
-    // landlock_restrict_self) and allocates nothing.
-    unsafe {
-        child.pre_exec(move || {
-            if nice != 0 {
-                let current = libc::getpriority(libc::PRIO_PROCESS, 0);
-                libc::setpriority(libc::PRIO_PROCESS, 0, current.saturating_add(nice));
-            }
-            match &confinement {
-                Some(confinement) => confinement.apply_to_current_process(),
-                None => Ok(()),
-            }
-        });
-    }
+    niced_and_confined(&mut child, settings.nice, confinement);
     tracing::debug!(compiler, args = ?command.args, "running compiler");
     let child = match child.spawn() {
         Ok(child) => child,
@@ -276,6 +252,39 @@ async fn run_in(
         }
     }
     Outcome::Finished(response)
+}
+
+/// A box-wide compile slot; `None` when the lock directory is unusable, since a broken
+/// resource limit should not fail builds.
+async fn take_slot(settings: &BoxSettings) -> Option<super::slots::Slot> {
+    match settings.slots().acquire().await {
+        Ok(slot) => Some(slot),
+        Err(err) => {
+            tracing::warn!(
+                "box-wide job limit not enforced: lock directory {}: {err}",
+                settings.lock_dir.display()
+            );
+            None
+        }
+    }
+}
+
+/// Makes `child` start at `nice` more niceness and, given a confinement, sandboxed.
+fn niced_and_confined(child: &mut Command, nice: i32, confinement: Option<Confinement>) {
+    // SAFETY: the closure makes only async-signal-safe system calls (getpriority,
+    // setpriority, prctl, landlock_restrict_self) and allocates nothing.
+    unsafe {
+        child.pre_exec(move || {
+            if nice != 0 {
+                let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+                libc::setpriority(libc::PRIO_PROCESS, 0, current.saturating_add(nice));
+            }
+            match &confinement {
+                Some(confinement) => confinement.apply_to_current_process(),
+                None => Ok(()),
+            }
+        });
+    }
 }
 
 /// Writes the client's source files into the job directory so that diagnostics can
