@@ -59,36 +59,7 @@ pub fn running_as_root() -> Result<bool> {
 
 /// Creates the box account if missing and makes sure sshd will let it log in.
 pub fn ensure_box_user() -> Result<()> {
-    let exists = Command::new("getent")
-        .args(["passwd", BOX_USER])
-        .stdout(Stdio::null())
-        .status()
-        .context("running getent")?
-        .success();
-    if !exists {
-        eprintln!("creating system user {BOX_USER}");
-        run_checked(
-            "useradd",
-            &["--system", "--create-home", "--shell", "/bin/sh", BOX_USER],
-        )?;
-    }
-    // useradd leaves the password field at "!", which sshd (without PAM) treats as a
-    // locked account and refuses even for key logins. "*" allows no password either,
-    // but is not "locked".
-    let shadow = capture("getent", &["shadow", BOX_USER])?;
-    if shadow
-        .split(':')
-        .nth(1)
-        .is_some_and(|pw| pw.starts_with('!'))
-    {
-        eprintln!("unlocking {BOX_USER} for key logins (password field \"*\")");
-        run_checked("usermod", &["-p", "*", BOX_USER])?;
-    }
-    Ok(())
-}
-
-pub fn run_checked(program: &str, args: &[&str]) -> Result<()> {
-    checked_output(program, args).map(drop)
+    sshcc::throwaway_box::ensure_account(BOX_USER)
 }
 
 /// Runs `program`, failing with its stderr unless it succeeds.

@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
+mod account;
+pub use account::ensure_account;
+
 /// sshd refuses to start from a relative path (it re-executes itself).
 const SSHD: &str = "/usr/sbin/sshd";
 /// The `Host` alias the generated client `ssh_config` defines.

@@ -33,26 +33,9 @@ fn send(build_box: &ThrowawayBox) -> sshcc::protocol::Response {
     )
 }
 
-#[test]
-fn the_job_cap_holds_across_sessions_of_every_client() {
-    let scratch = tempfile::tempdir().unwrap();
-    let dir = scratch.path();
-    let log = dir.join("running.log");
-    let slots = dir.join("slots");
-    // Each compile logs its start and end; the log is outside the job, so the sandbox
-    // must be told it may be written.
-    let builder = box_with_compiler(
-        dir,
-        &format!(
-            "echo start >> {0}\nsleep 0.5\necho end >> {0}",
-            log.display()
-        ),
-    )
-    .env("SSHCC_JOBS", "1")
-    .env("SSHCC_LOCK_DIR", slots.to_str().unwrap())
-    .env("SSHCC_SANDBOX_WRITE", dir.to_str().unwrap());
-    // Two sshds stand for two developers' connections to the same machine.
-    let boxes = [builder.start().unwrap(), builder.start().unwrap()];
+/// Runs four slow jobs at once, two through each of `boxes`, and asserts that no two
+/// compiled at the same time. `shared` holds the compiler script and its log.
+fn assert_one_compile_at_a_time(shared: &Path, boxes: [&ThrowawayBox; 2]) {
     std::thread::scope(|scope| {
         for build_box in boxes.iter().chain(boxes.iter()) {
             scope.spawn(move || {
@@ -66,7 +49,7 @@ fn the_job_cap_holds_across_sessions_of_every_client() {
             });
         }
     });
-    let events = std::fs::read_to_string(&log).unwrap();
+    let events = std::fs::read_to_string(shared.join("log/running.log")).unwrap();
     let mut running = 0;
     for event in events.lines() {
         running += if event == "start" { 1 } else { -1 };
@@ -77,6 +60,68 @@ fn the_job_cap_holds_across_sessions_of_every_client() {
     }
     assert_eq!(events.lines().count(), 8, "{events}");
 }
+
+/// A box whose compiler logs each compile's start and end in `shared/log`, capped at one
+/// compile at a time through slot files in `shared/locks/slots`. Every directory is
+/// open to every account, as a shared box's /tmp is.
+fn one_slot_box(shared: &Path) -> BoxBuilder {
+    use std::os::unix::fs::PermissionsExt;
+    let log = shared.join("log");
+    for (dir, mode) in [
+        (shared.to_path_buf(), 0o755),
+        (log.clone(), 0o777),
+        (shared.join("locks"), 0o1777),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let running = log.join("running.log");
+    // Each compile logs outside its job, so the sandbox must be told it may write there.
+    box_with_compiler(
+        shared,
+        &format!(
+            "echo start >> {0}\nsleep 0.5\necho end >> {0}",
+            running.display()
+        ),
+    )
+    .env("SSHCC_JOBS", "1")
+    .env(
+        "SSHCC_LOCK_DIR",
+        shared.join("locks/slots").to_str().unwrap(),
+    )
+    .env("SSHCC_SANDBOX_WRITE", log.to_str().unwrap())
+}
+
+#[test]
+fn the_job_cap_holds_across_sessions_of_every_client() {
+    let scratch = tempfile::tempdir().unwrap();
+    let builder = one_slot_box(scratch.path());
+    // Two sshds stand for two developers' connections to the same machine.
+    let boxes = [builder.start().unwrap(), builder.start().unwrap()];
+    assert_one_compile_at_a_time(scratch.path(), [&boxes[0], &boxes[1]]);
+}
+
+#[test]
+fn the_job_cap_holds_across_accounts() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can serve a second account");
+        return;
+    }
+    sshcc::throwaway_box::ensure_account(SECOND_ACCOUNT).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let builder = one_slot_box(scratch.path());
+    // Whichever account comes first creates the slot directory and files; the other
+    // must still be able to lock them.
+    let boxes = [
+        builder.start().unwrap(),
+        builder.login_user(SECOND_ACCOUNT).start().unwrap(),
+    ];
+    assert_one_compile_at_a_time(scratch.path(), [&boxes[0], &boxes[1]]);
+}
+
+/// Another developer's account on the box.
+const SECOND_ACCOUNT: &str = "sshcc-second";
 
 #[test]
 fn compilers_run_niced_as_distccd_does_unless_the_owner_says_otherwise() {
