@@ -28,8 +28,11 @@ use super::known_hosts::{self, KnownHosts, Verdict};
 /// Used when the config sets no ConnectTimeout: long enough for a slow VPN, short
 /// enough that a dead box does not stall a build for long.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Keepalive when the config sets no ServerAliveInterval, so a vanished box is noticed
-/// and its jobs move elsewhere.
+/// Keepalive when the config sets no ServerAliveInterval, and the longest one used, so
+/// a vanished box is noticed within a minute and its jobs move elsewhere. OpenSSH's
+/// intervals are made for interactive sessions: Debian's client defaults to 300 s in
+/// BatchMode, which would leave a pooled connection to a rebooted box looking alive
+/// for a quarter of an hour.
 const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// How many ProxyJump hops (including hops of hops) a connection may take.
@@ -215,6 +218,14 @@ impl SshConnection {
     }
 }
 
+/// How often to probe a silent connection: `ServerAliveInterval`, at most
+/// [`DEFAULT_KEEPALIVE`], and never off (a pooled connection must notice a dead box).
+fn keepalive_interval(server_alive_interval: Option<Duration>) -> Duration {
+    server_alive_interval.map_or(DEFAULT_KEEPALIVE, |interval| {
+        interval.min(DEFAULT_KEEPALIVE)
+    })
+}
+
 /// The host-key check's verdict, shared with the connecting code: why the key was
 /// trusted, or why it was refused (russh itself only says "unknown key").
 type SharedVerdict = Arc<Mutex<Option<Result<String, String>>>>;
@@ -230,7 +241,7 @@ fn client_config(
     let key_port = target.host_key_port();
     let mut config = client::Config {
         nodelay: true,
-        keepalive_interval: Some(target.server_alive_interval.unwrap_or(DEFAULT_KEEPALIVE)),
+        keepalive_interval: Some(keepalive_interval(target.server_alive_interval)),
         keepalive_max: target.server_alive_count_max.max(1) as usize,
         window_size: 8 << 20,
         ..Default::default()
@@ -776,4 +787,23 @@ async fn agent_authenticate(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_probes_at_least_every_15_seconds_and_is_never_off() {
+        assert_eq!(keepalive_interval(None), DEFAULT_KEEPALIVE);
+        assert_eq!(
+            keepalive_interval(Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        // Debian's BatchMode default.
+        assert_eq!(
+            keepalive_interval(Some(Duration::from_secs(300))),
+            DEFAULT_KEEPALIVE
+        );
+    }
 }
