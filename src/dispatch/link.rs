@@ -7,6 +7,7 @@
 //! when sshd refuses a session.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,9 @@ pub struct HostLink {
     /// Answers about compilers, by compiler name, with when they were given. The lock
     /// is held while asking, so concurrent first jobs ask (and the box hashes) once.
     identities: tokio::sync::Mutex<HashMap<String, (Instant, RemoteIdentity)>>,
+    /// Set when a job got no answer in time: the connection may be stalled, so no new
+    /// job is given to it (see [`HostLink::retire`]).
+    retired: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -97,9 +101,16 @@ impl HostLink {
         command: &str,
     ) -> anyhow::Result<Self> {
         let ssh = SshConnection::connect(target, options).await?;
-        let channel = ssh
-            .exec(&format!("{command} --mux"))
+        // Opening a channel has no deadline of its own: a box that authenticated and then
+        // hung would hold every job waiting for this connection.
+        let channel = tokio::time::timeout(GREETING_TIMEOUT, ssh.exec(&format!("{command} --mux")))
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{} did not open a session within {GREETING_TIMEOUT:?}",
+                    ssh.label()
+                )
+            })?
             .with_context(|| format!("cannot start `{command} --mux` on {}", ssh.label()))?;
         let (mut from_box, to_box) = channel.split();
         let (pipe_writer, pipe_reader) = tokio::io::duplex(1 << 20);
@@ -153,6 +164,7 @@ impl HostLink {
                     label: ssh.label().to_string(),
                     transport: Transport::Mux { ssh, client },
                     identities: Default::default(),
+                    retired: AtomicBool::new(false),
                 })
             }
             Err(err) => {
@@ -180,6 +192,7 @@ impl HostLink {
                         channels: Semaphore::new(EXEC_CHANNELS_PER_CONNECTION),
                     },
                     identities: Default::default(),
+                    retired: AtomicBool::new(false),
                 })
             }
         }
@@ -194,6 +207,7 @@ impl HostLink {
                 port,
             },
             identities: Default::default(),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -230,8 +244,12 @@ impl HostLink {
         }
     }
 
-    /// Whether the connection or its worker is gone (then the pool opens a new one).
+    /// Whether the connection or its worker is gone, or the link was retired (then the
+    /// pool opens a new one).
     pub fn is_closed(&self) -> bool {
+        if self.retired.load(Ordering::SeqCst) {
+            return true;
+        }
         match &self.transport {
             Transport::Mux { ssh, client } => ssh.is_closed() || client.is_closed(),
             Transport::Distccd { ssh, .. } => ssh.is_closed(),
@@ -241,6 +259,20 @@ impl HostLink {
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Takes the link out of service after a job got no answer within
+    /// `DISTCC_IO_TIMEOUT`. A connection that went silent without closing (a stalled
+    /// network path, a hung or rebooted box) stays open until the SSH keepalive gives up
+    /// on it, which takes minutes; the next job opens a new connection instead. Jobs
+    /// still running on this link finish on it, and it closes with the last of them.
+    pub fn retire(&self) {
+        if !self.retired.swap(true, Ordering::SeqCst) {
+            tracing::info!(
+                "{}: no answer in time; later jobs use a new connection",
+                self.label
+            );
+        }
     }
 
     /// Runs one job, given and answered in encoded form (see

@@ -121,11 +121,14 @@ impl RemoteSlot {
         match tokio::time::timeout(io_timeout, self.link.run(job_payload, self.host.spec.lzo)).await
         {
             Ok(result) => result,
-            Err(_) => Err(LinkError(format!(
-                "{}: no answer within {}s (DISTCC_IO_TIMEOUT)",
-                self.link.label(),
-                io_timeout.as_secs()
-            ))),
+            Err(_) => {
+                self.link.retire();
+                Err(LinkError(format!(
+                    "{}: no answer within {}s (DISTCC_IO_TIMEOUT)",
+                    self.link.label(),
+                    io_timeout.as_secs()
+                )))
+            }
         }
     }
 
