@@ -113,11 +113,11 @@ impl DaemonClient {
         }
     }
 
-    /// Reports that the box refused the job.
-    pub async fn refused(&mut self) -> anyhow::Result<()> {
+    /// Reports that the box refused the job, and why.
+    pub async fn refused(&mut self, why: &str) -> anyhow::Result<()> {
         frame::write_frame(
             &mut self.writer,
-            &Frame::new(kind::REFUSED, 0, Vec::new()),
+            &Frame::new(kind::REFUSED, 0, why.as_bytes().to_vec()),
             Compression::None,
         )
         .await?;

@@ -22,7 +22,8 @@ pub mod kind {
     pub const RESULT: u8 = 19;
     /// Daemon → wrapper: the host failed this job (payload: why).
     pub const FAILED: u8 = 20;
-    /// Wrapper → daemon: the box refused the job; back it off.
+    /// Wrapper → daemon: the box refused the job; back it off (payload: the box's reason,
+    /// possibly empty, which daemons before it was sent ignore).
     pub const REFUSED: u8 = 21;
     pub const STOP: u8 = 22;
     pub const STOPPING: u8 = 23;

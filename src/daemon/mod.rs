@@ -129,7 +129,7 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
                 }
             }
             kind::REFUSED => {
-                session.refused();
+                session.refused(&String::from_utf8_lossy(&request.payload));
                 continue;
             }
             kind::STOP => {

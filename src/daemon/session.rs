@@ -114,17 +114,24 @@ impl Session {
         match slot.run(job_payload, self.io_timeout).await {
             Ok(response) => Ok(response),
             Err(err) => {
-                slot.mark_failed(self.backoff);
+                let why = err.to_string();
+                slot.mark_failed(self.backoff, &why);
                 self.held = None;
-                Err(err.to_string())
+                Err(why)
             }
         }
     }
 
-    /// The box refused the job (allowlist, arguments): avoid it for the backoff period.
-    pub fn refused(&mut self) {
+    /// The box refused the job (allowlist, full disk, …), saying `why`: avoid it for the
+    /// backoff period.
+    pub fn refused(&mut self, why: &str) {
         if let Some(Held::Remote(slot)) = self.held.take() {
-            slot.mark_failed(self.backoff);
+            let why = if why.is_empty() {
+                "it refused a job"
+            } else {
+                why
+            };
+            slot.mark_failed(self.backoff, why);
         }
     }
 }

@@ -89,6 +89,8 @@ struct HostState {
     ssh: ClientOptions,
     busy: Mutex<u32>,
     backoff_until: Mutex<Option<Instant>>,
+    /// Why the host was last backed off, for the messages of jobs that cannot use it.
+    last_failure: Mutex<String>,
     /// Serialises connecting, so 64 concurrent first jobs open one connection.
     link: tokio::sync::Mutex<Option<Arc<HostLink>>>,
 }
@@ -132,9 +134,9 @@ impl RemoteSlot {
         }
     }
 
-    /// Records that the host failed this job, so it is avoided for `backoff`.
-    pub fn mark_failed(&self, backoff: Duration) {
-        self.dispatcher.back_off(&self.host, backoff);
+    /// Records that the host failed this job (`why`), so it is avoided for `backoff`.
+    pub fn mark_failed(&self, backoff: Duration, why: &str) {
+        self.dispatcher.back_off(&self.host, backoff, why);
     }
 }
 
@@ -189,6 +191,7 @@ impl Dispatcher {
                     ssh: ssh.clone(),
                     busy: Mutex::new(0),
                     backoff_until: Mutex::new(None),
+                    last_failure: Mutex::new(String::new()),
                     link: tokio::sync::Mutex::new(None),
                 })
             })
@@ -207,6 +210,8 @@ impl Dispatcher {
 
     async fn place(self: &Arc<Self>, route: &Route, notices: &mut Vec<String>) -> Assignment {
         let mut unreachable: Vec<String> = Vec::new();
+        // Each unreachable host with the error, for the message when no host is left.
+        let mut unreachable_why: Vec<String> = Vec::new();
         let mut mismatched: Vec<String> = Vec::new();
         loop {
             let candidates: Vec<Arc<HostState>> = route
@@ -223,15 +228,15 @@ impl Dispatcher {
                 .collect();
             if candidates.is_empty() {
                 let mut why = Vec::new();
-                if !unreachable.is_empty() {
-                    why.push(format!("cannot reach {}", unreachable.join(", ")));
+                if !unreachable_why.is_empty() {
+                    why.push(format!("cannot reach {}", unreachable_why.join("; ")));
                 }
                 if !mismatched.is_empty() {
                     why.push(format!("the compiler differs on {}", mismatched.join(", ")));
                 }
+                why.extend(self.backed_off_hosts(route, &unreachable));
                 return Assignment::NoHosts(if why.is_empty() {
-                    "no usable hosts (none listed, all backed off, or all failed this job)"
-                        .to_string()
+                    "no usable hosts (none listed, or all failed this job)".to_string()
                 } else {
                     why.join("; ")
                 });
@@ -269,9 +274,10 @@ impl Dispatcher {
                 }
                 Err(err) => {
                     tracing::warn!("{}: {err:#}", host.spec.text);
-                    self.back_off(&host, route.backoff);
+                    self.back_off(&host, route.backoff, &format!("{err:#}"));
                     self.release(&host);
                     unreachable.push(host.spec.text.clone());
+                    unreachable_why.push(format!("{}: {err:#}", host.spec.text));
                 }
             }
         }
@@ -356,6 +362,26 @@ impl Dispatcher {
             .map(|lookup| lookup.fingerprint)
     }
 
+    /// Why each host of `route` that is backed off (and not in `skip`) cannot be used.
+    fn backed_off_hosts(&self, route: &Route, skip: &[String]) -> Vec<String> {
+        route
+            .hosts
+            .iter()
+            .filter(|spec| !skip.contains(&spec.text))
+            .filter_map(|spec| {
+                let host = self.state(spec, &route.ssh);
+                let until = (*host.backoff_until.lock().expect("backoff lock"))?;
+                let left = until.checked_duration_since(Instant::now())?;
+                Some(format!(
+                    "{} is avoided for another {}s (DISTCC_BACKOFF_PERIOD) after: {}",
+                    spec.text,
+                    left.as_secs_f64().ceil(),
+                    host.last_failure.lock().expect("failure lock")
+                ))
+            })
+            .collect()
+    }
+
     fn backed_off(&self, host: &HostState) -> bool {
         let mut until = host.backoff_until.lock().expect("backoff lock");
         match *until {
@@ -397,10 +423,11 @@ impl Dispatcher {
         self.released.notify_waiters();
     }
 
-    fn back_off(&self, host: &HostState, period: Duration) {
+    fn back_off(&self, host: &HostState, period: Duration, why: &str) {
         if !period.is_zero() {
             *host.backoff_until.lock().expect("backoff lock") = Some(Instant::now() + period);
         }
+        *host.last_failure.lock().expect("failure lock") = why.to_string();
         // Drop a connection that failed so the next job after the backoff reconnects.
         if let Ok(mut link) = host.link.try_lock()
             && link.as_ref().is_some_and(|link| link.is_closed())
@@ -421,7 +448,10 @@ impl Dispatcher {
         // Jobs that queued behind a connection attempt that just failed must not each
         // try again, one connect timeout after another.
         if self.backed_off(host) {
-            anyhow::bail!("connecting failed moments ago; backing off");
+            anyhow::bail!(
+                "{} (moments ago; backing off)",
+                host.last_failure.lock().expect("failure lock")
+            );
         }
         let opened = match &host.spec.kind {
             HostKind::Ssh {

@@ -369,12 +369,13 @@ impl Broker {
         }
     }
 
-    async fn refused(&mut self) {
+    /// The box would not (or could not) run the job, saying `why`: avoid it for a while.
+    async fn refused(&mut self, why: &str) {
         match self {
             Broker::Daemon(client) => {
-                let _ = client.refused().await;
+                let _ = client.refused(why).await;
             }
-            Broker::InProcess(session) => session.refused(),
+            Broker::InProcess(session) => session.refused(why),
         }
     }
 }
@@ -556,7 +557,7 @@ async fn distribute(
                 // A box that cannot run the compiler (or is misconfigured) is avoided;
                 // one refused option says nothing about the box.
                 if code != ExitCode::BadArguments as u8 {
-                    broker.refused().await;
+                    broker.refused(&reason).await;
                 }
                 acquire.excluded.push(host);
             }
@@ -575,7 +576,9 @@ async fn distribute(
                 tracing::warn!(
                     "the compiler crashed on {host} (status {code}); compiling {input} locally"
                 );
-                broker.refused().await;
+                broker
+                    .refused(&format!("the compiler crashed there (status {code})"))
+                    .await;
                 return compile_locally(invocation);
             }
         }
@@ -609,7 +612,9 @@ fn no_remote_host(invocation: &Invocation, settings: &Settings, input: &str, why
         tracing::warn!("{why}; compiling {input} locally");
         compile_locally(invocation)
     } else {
-        eprintln!("sshcc: {why}; not compiling {input} locally (DISTCC_FALLBACK=0)");
+        // One write, so that the messages of a `make -j` stay whole lines.
+        let message = format!("sshcc: {why}; not compiling {input} locally (DISTCC_FALLBACK=0)\n");
+        let _ = std::io::stderr().write_all(message.as_bytes());
         ExitCode::NoHosts as u8
     }
 }
