@@ -309,6 +309,9 @@ fn exit_code_of(status: std::process::ExitStatus) -> u8 {
     }
 }
 
+/// How many times one job may move to a new daemon after the one serving it failed.
+const DAEMON_REPLACEMENTS: u32 = 2;
+
 /// How the wrapper reaches the dispatcher.
 enum Broker {
     Daemon(DaemonClient),
@@ -330,6 +333,26 @@ impl Broker {
             }
         }
         Broker::InProcess(Session::new(Dispatcher::new()))
+    }
+
+    /// After the daemon failed (killed, crashed, stopped) while serving this job: a new
+    /// daemon, so the job is not compiled here (or, with `DISTCC_FALLBACK=0`, lost)
+    /// because of a daemon that is gone. At most [`DAEMON_REPLACEMENTS`] times per job
+    /// (a killed daemon's socket accepts connections for a moment while it dies, so the
+    /// first replacement can meet it again); `None` after that, or without a daemon.
+    async fn replace_daemon(
+        &self,
+        settings: &Settings,
+        replaced: &mut u32,
+        err: &anyhow::Error,
+        input: &str,
+    ) -> Option<Broker> {
+        if !matches!(self, Broker::Daemon(_)) || *replaced >= DAEMON_REPLACEMENTS {
+            return None;
+        }
+        *replaced += 1;
+        tracing::warn!("the sshcc daemon failed ({err:#}); retrying {input} through a new one");
+        Some(Broker::open(settings).await)
     }
 
     /// Asks for a slot, telling the user what the dispatcher says they should know.
@@ -467,6 +490,7 @@ async fn distribute(
     };
     // Made once per preprocessing mode: a retry on a box of the same kind reuses it.
     let mut prepared: Option<(Mode, Request)> = None;
+    let mut daemon_replaced = 0;
     loop {
         let (host, flavour) = match broker.acquire(&acquire).await {
             Ok(Assigned::Remote { host, flavour }) => (host, flavour),
@@ -476,6 +500,13 @@ async fn distribute(
             }
             Ok(Assigned::NoHosts(why)) => return no_remote_host(invocation, settings, input, &why),
             Err(err) => {
+                if let Some(fresh) = broker
+                    .replace_daemon(settings, &mut daemon_replaced, &err, input)
+                    .await
+                {
+                    broker = fresh;
+                    continue;
+                }
                 return no_remote_host(
                     invocation,
                     settings,
@@ -533,6 +564,13 @@ async fn distribute(
                 continue;
             }
             Err(err) => {
+                if let Some(fresh) = broker
+                    .replace_daemon(settings, &mut daemon_replaced, &err, input)
+                    .await
+                {
+                    broker = fresh;
+                    continue;
+                }
                 return no_remote_host(
                     invocation,
                     settings,
