@@ -451,6 +451,71 @@ impl ThrowawayBox {
             kill_tree(&mut child);
         }
     }
+
+    /// The box reboots: sshd and every session die as in [`stop`](Self::stop), nothing
+    /// listens for `downtime`, then sshd starts again on the same port with the same
+    /// keys and configuration. Returns once `ssh box true` succeeds again, so not for
+    /// boxes in a network namespace or with a [forced
+    /// command](BoxBuilder::forced_command).
+    pub fn restart(&mut self, downtime: Duration) -> Result<()> {
+        self.stop();
+        thread::sleep(downtime);
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.paths.log)
+            .context("opening the sshd log")?;
+        let mut child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&self.paths.sshd_config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("duplicating the sshd log handle")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {SSHD}"))?;
+        match wait_until_ready(&mut child, &self.paths, None, self.port) {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(NotReady::Exited(status)) => bail!(
+                "restarted sshd exited ({status}); sshd log:\n{}",
+                self.log()
+            ),
+            Err(NotReady::Failed(err)) => {
+                kill_tree(&mut child);
+                Err(err.context(format!(
+                    "restarted sshd on port {} did not become usable; sshd log:\n{}",
+                    self.port,
+                    self.log()
+                )))
+            }
+        }
+    }
+
+    /// The box hangs: sshd and every session are stopped (SIGSTOP). The kernel still
+    /// accepts TCP connections and acknowledges data, but nothing answers.
+    pub fn freeze(&self) {
+        self.signal_tree(libc::SIGSTOP);
+    }
+
+    /// Undoes [`freeze`](Self::freeze).
+    pub fn thaw(&self) {
+        self.signal_tree(libc::SIGCONT);
+    }
+
+    fn signal_tree(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            let root = child.id() as libc::pid_t;
+            for pid in std::iter::once(root).chain(descendants(root)) {
+                // SAFETY: kill has no memory-safety preconditions; `pid` is sshd or
+                // one of its descendants.
+                unsafe { libc::kill(pid, signal) };
+            }
+        }
+    }
 }
 
 impl Drop for ThrowawayBox {
