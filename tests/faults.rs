@@ -431,7 +431,7 @@ fn a_stalled_connection_times_out_and_later_jobs_use_a_new_one() {
 #[test]
 fn a_hung_box_cannot_hang_the_build() {
     let scene = Scene::start(Setup {
-        ssh_options: "ConnectTimeout 3",
+        ssh_options: "ConnectTimeout 5",
         ..Setup::default()
     });
     let build = scene.build_until_jobs_wait(&[("DISTCC_IO_TIMEOUT", "5")], 1);
