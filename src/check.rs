@@ -119,6 +119,9 @@ pub struct RemoteSshcc {
     pub allowlist_error: Option<String>,
     /// The box owner's limits and sandbox (absent from older boxes).
     pub limits: Option<crate::server::identity::LimitsInfo>,
+    /// Jobs the box served for everyone, and compiles running now (absent from older
+    /// boxes).
+    pub counters: Option<crate::server::counters::BoxCounters>,
 }
 
 /// One allowlisted compiler, compared with its local counterpart: the compiler of the
@@ -426,6 +429,7 @@ async fn probe_ssh(
         allowlist: info.allowlist.clone(),
         allowlist_error: info.allowlist_error.clone(),
         limits: info.limits.clone(),
+        counters: info.counters.clone(),
     });
     if let Some(why) = &info.allowlist_error {
         bail!("no usable allowlist, so the box runs nothing: {why}");
@@ -676,6 +680,22 @@ fn render(report: &Report) -> String {
                     ),
                 );
                 row("sandbox", limits.sandbox.clone());
+            }
+            if let Some(counters) = &remote.counters {
+                let totals = &counters.totals;
+                row(
+                    "served",
+                    format!(
+                        "{} jobs ({} ok, {} failed, {} refused; {} cancelled), {:.1} s compiling; {} running now",
+                        totals.jobs,
+                        totals.succeeded,
+                        totals.failed,
+                        totals.refused,
+                        totals.cancelled,
+                        totals.compile_ms as f64 / 1000.0,
+                        counters.running
+                    ),
+                );
             }
         }
         let width = host

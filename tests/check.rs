@@ -84,6 +84,8 @@ fn a_box_with_the_local_compilers_checks_out() {
         "localhost/2 (local, 2 slots)".to_string(),
         "nice 5, job lifetime 1800 s, max input 256 MiB".to_string(),
         "sandbox    landlock (ABI".to_string(),
+        "served     0 jobs (0 ok, 0 failed, 0 refused; 0 cancelled), 0.0 s compiling; 0 running now"
+            .to_string(),
         "all ok".to_string(),
     ] {
         assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
@@ -114,6 +116,28 @@ fn a_box_with_the_local_compilers_checks_out() {
         assert_eq!(compiler["local"]["digest"], compiler["remote"]["digest"]);
     }
     assert_eq!(report["hosts"][1]["kind"], "local");
+
+    // The box counts what it serves, for every session (here: a compile through the
+    // daemon's `--mux`, and a request for a compiler it does not list through
+    // `--inetd`).
+    let project = common::project_copy();
+    let output = common::compile_via(build_box.ssh_config(), "box", project.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let sshcc = sshcc();
+    let refused = common::distcc_over_ssh(
+        build_box.ssh(),
+        &[sshcc.to_str().unwrap(), "--inetd"],
+        &["bash", "-c", "x.c"],
+        b"",
+    );
+    assert_eq!(refused.status >> 8, 110);
+    let report = check_json(&hosts, build_box.ssh_config(), scratch);
+    let counters = &report["hosts"][0]["remote"]["counters"];
+    assert_eq!(counters["jobs"], 2, "{counters:#}");
+    assert_eq!(counters["succeeded"], 1, "{counters:#}");
+    assert_eq!(counters["refused"], 1, "{counters:#}");
+    assert_eq!(counters["running"], 0, "{counters:#}");
+    assert!(counters["compile_ms"].as_u64().unwrap() > 0, "{counters:#}");
 }
 
 #[test]

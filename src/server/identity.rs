@@ -25,6 +25,10 @@ pub struct BoxInfo {
     /// The box owner's limits (absent from boxes older than them).
     #[serde(default)]
     pub limits: Option<LimitsInfo>,
+    /// Jobs served by every session of every user, and compiles running now (absent
+    /// from boxes older than them).
+    #[serde(default)]
+    pub counters: Option<super::counters::BoxCounters>,
 }
 
 /// [`BoxSettings`] as a box reports them.
@@ -91,7 +95,9 @@ pub fn box_info(settings: &BoxSettings) -> BoxInfo {
         }
         Err(err) => (None, Some(err.to_string()), Vec::new()),
     };
+    let slots = settings.slots();
     BoxInfo {
+        counters: Some(super::counters::read(&slots)),
         sshcc_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: crate::mux::server::PROTOCOL_VERSION,
         hostname: super::job::hostname(),
@@ -99,7 +105,7 @@ pub fn box_info(settings: &BoxSettings) -> BoxInfo {
         allowlist_error,
         compilers,
         limits: Some(LimitsInfo {
-            jobs: settings.slots().count(),
+            jobs: slots.count(),
             nice: settings.nice,
             job_lifetime: settings.job_lifetime,
             max_input: settings.max_input,

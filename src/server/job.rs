@@ -10,11 +10,13 @@
 use std::future::Future;
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Instant;
 
 use tokio::process::Command;
 
 use super::allowlist::Allowlist;
 use super::argument_policy;
+use super::counters::{self, Ended};
 use super::sandbox::Confinement;
 use super::settings::BoxSettings;
 use crate::compiler::source;
@@ -62,13 +64,44 @@ pub enum Outcome {
 /// Deepest `../` a side file may climb from the compile's working directory.
 const MAX_SIDE_FILE_DEPTH: usize = 16;
 
-/// Runs `request` to completion unless `cancelled` resolves first.
+/// Runs `request` to completion unless `cancelled` resolves first, and counts it in
+/// the box's [`counters`].
 pub async fn run(
     request: &Request,
     context: &JobContext,
     allowlist: Result<Allowlist, super::allowlist::AllowlistError>,
     settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
+) -> Outcome {
+    let mut compiler_started = None;
+    let outcome = run_uncounted(
+        request,
+        context,
+        allowlist,
+        settings,
+        cancelled,
+        &mut compiler_started,
+    )
+    .await;
+    let compile_time = compiler_started.map(|started: Instant| started.elapsed());
+    let ended = match (&outcome, compile_time) {
+        (Outcome::Abandoned, _) => Ended::Cancelled,
+        (Outcome::Finished(_), None) => Ended::Refused,
+        (Outcome::Finished(response), Some(_)) if response.status == 0 => Ended::Succeeded,
+        (Outcome::Finished(_), Some(_)) => Ended::Failed,
+    };
+    counters::record(&settings.lock_dir, ended, compile_time);
+    outcome
+}
+
+/// [`run`], noting in `compiler_started` when the compiler started (if it did).
+async fn run_uncounted(
+    request: &Request,
+    context: &JobContext,
+    allowlist: Result<Allowlist, super::allowlist::AllowlistError>,
+    settings: &BoxSettings,
+    cancelled: impl Future<Output = ()>,
+    compiler_started: &mut Option<Instant>,
 ) -> Outcome {
     let compiler = match allowlist.and_then(|list| list.resolve(&request.argv[0]).map(String::from))
     {
@@ -92,6 +125,7 @@ pub async fn run(
         job_dir.path(),
         settings,
         cancelled,
+        compiler_started,
     )
     .await
     // `job_dir` is dropped here, removing every file the job made.
@@ -124,6 +158,7 @@ async fn run_in(
     job_dir: &Path,
     settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
+    compiler_started: &mut Option<Instant>,
 ) -> Outcome {
     tokio::pin!(cancelled);
     let scan = match crate::compiler::args::scan(&request.argv) {
@@ -202,6 +237,7 @@ async fn run_in(
             );
         }
     };
+    *compiler_started = Some(Instant::now());
     let process_group = child.id();
     let time_limit = async {
         match settings.job_lifetime() {

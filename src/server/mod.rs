@@ -6,6 +6,7 @@
 
 pub mod allowlist;
 pub mod argument_policy;
+pub mod counters;
 pub mod forced_command;
 pub mod identity;
 pub mod job;

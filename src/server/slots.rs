@@ -43,10 +43,31 @@ impl Slots {
         self.count
     }
 
+    /// The lock directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many slots are held right now, by anyone.
+    pub fn busy(&self) -> usize {
+        (0..self.count)
+            .filter(|index| {
+                let path = self.slot_path(*index);
+                // Probing a slot holds it for an instant, which a job may notice as one
+                // more 25 ms wait; a missing file has never been held.
+                path.exists() && matches!(self.try_lock(*index), Ok(None))
+            })
+            .count()
+    }
+
+    fn slot_path(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("slot-{index}"))
+    }
+
     /// Waits for a free slot. `Err` means the lock directory is unusable (the caller then
     /// runs uncapped rather than fail builds over a resource limit).
     pub async fn acquire(&self) -> std::io::Result<Slot> {
-        self.prepare_dir()?;
+        prepare_shared_dir(&self.dir)?;
         let mut waited = false;
         loop {
             for index in 0..self.count {
@@ -68,29 +89,8 @@ impl Slots {
         }
     }
 
-    /// Creates the directory shared by all users: world-writable and sticky, like /tmp,
-    /// so each user can add slot files but not remove another's.
-    fn prepare_dir(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        match std::fs::create_dir(&self.dir) {
-            Ok(()) => std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o1777)),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                let meta = std::fs::symlink_metadata(&self.dir)?;
-                if meta.is_dir() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other(format!(
-                        "{} is not a directory",
-                        self.dir.display()
-                    )))
-                }
-            }
-            Err(err) => Err(err),
-        }
-    }
-
     fn try_lock(&self, index: usize) -> std::io::Result<Option<Slot>> {
-        let file = open_slot_file(&self.dir.join(format!("slot-{index}")))?;
+        let file = open_shared_file(&self.slot_path(index), libc::O_RDONLY)?;
         // SAFETY: flock on a descriptor we own; LOCK_NB makes it return at once.
         let locked = unsafe {
             libc::flock(
@@ -110,17 +110,37 @@ impl Slots {
     }
 }
 
-/// Opens (creating if needed) a slot file read-only, which is all `flock` needs, so
-/// another user's slot file works too. Never follows a symlink planted in the shared
-/// directory.
-fn open_slot_file(path: &Path) -> std::io::Result<File> {
+/// Creates the lock directory shared by all users: world-writable and sticky, like
+/// /tmp, so each user can add files but not remove another's.
+pub(super) fn prepare_shared_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::symlink_metadata(dir)?.is_dir() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )))
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Opens (creating if needed) a file in the shared lock directory with `access`
+/// (`O_RDONLY` is all `flock` needs, so another user's slot file works too). Never
+/// follows a symlink planted in the shared directory.
+pub(super) fn open_shared_file(path: &Path, access: libc::c_int) -> std::io::Result<File> {
     let name = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("slot path contains NUL"))?;
     // SAFETY: `name` is a valid C string; the flags and mode are plain integers.
     let fd = unsafe {
         libc::open(
             name.as_ptr(),
-            libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            access | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             0o644 as libc::c_uint,
         )
     };
