@@ -184,7 +184,10 @@ async fn run_in(
         Err(err) => {
             return refuse(
                 ExitCode::IoError,
-                &format!("cannot write the job's files: {err}"),
+                &format!(
+                    "cannot write the job's files in {}: {err}",
+                    job_dir.display()
+                ),
             );
         }
     };
@@ -192,7 +195,10 @@ async fn run_in(
     if let Err(err) = tokio::fs::write(dir.join(&input_file), &request.source).await {
         return refuse(
             ExitCode::IoError,
-            &format!("cannot write the source into the job directory: {err}"),
+            &format!(
+                "cannot write the source into the job directory {}: {err}",
+                job_dir.display()
+            ),
         );
     }
     // Checked once every file the client sent is in place.
