@@ -23,6 +23,7 @@ pub mod mux;
 pub mod protocol;
 pub mod server;
 pub mod ssh;
+pub mod status;
 pub mod system;
 pub mod throwaway_box;
 pub mod toolchain;

@@ -1,0 +1,134 @@
+//! What the daemon knows about the build right now (`sshcc status --json`, `sshcc mon`)
+//! and since the last reset (`sshcc stats`): the stable, documented schema both sides
+//! share.
+//!
+//! Fields are only ever added, never renamed or removed; a consumer must ignore fields
+//! it does not know. Durations are milliseconds, sizes bytes, times Unix seconds.
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version, bumped only if a field ever has to change meaning.
+pub const SCHEMA: u32 = 1;
+
+/// A snapshot of the daemon: every host it knows and every job in flight.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub schema: u32,
+    pub sshcc_version: String,
+    /// The daemon's process id; `None` when no daemon is running (then everything else
+    /// is empty).
+    pub daemon_pid: Option<u32>,
+    pub uptime_ms: u64,
+    /// One row per host entry the daemon has served, remote hosts first, then the
+    /// local row (`kind` = `local`) for jobs compiled on this machine.
+    pub hosts: Vec<HostStatus>,
+    /// Jobs in flight, oldest first.
+    pub jobs: Vec<JobStatus>,
+}
+
+/// How a host is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostKind {
+    #[default]
+    Ssh,
+    Tcp,
+    Local,
+}
+
+/// One host entry and what it has done since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// The host entry as written in the host list (`@box/8`, `localhost/2`).
+    pub host: String,
+    pub kind: HostKind,
+    pub slots_total: u32,
+    pub slots_busy: u32,
+    /// Jobs that finished on this host (for the local row: compiled here).
+    pub jobs_done: u64,
+    /// Jobs this host failed (connection, refusal, timeout), not compile errors.
+    pub jobs_failed: u64,
+    /// Milliseconds until a backed-off host is tried again; `None` when usable.
+    pub backoff_remaining_ms: Option<u64>,
+    /// Why the host last failed.
+    pub last_error: Option<String>,
+    /// Whether a connection to it is open now.
+    pub connected: bool,
+    /// Round-trip time of the connection, from the last exchange that measured it.
+    pub rtt_ms: Option<f64>,
+    /// Bytes written to and read from this host's connection (on the wire).
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Uncompressed payload bytes per byte on the wire, both directions; `None` before
+    /// the first job.
+    pub compression_ratio: Option<f64>,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Waiting for a slot.
+    #[default]
+    Queue,
+    /// Slot assigned; the wrapper is running the preprocessor.
+    Preprocess,
+    /// The request is going to the box.
+    Send,
+    /// The box is compiling.
+    Compile,
+    /// The result is coming back.
+    Receive,
+    /// Compiling on this machine (a `localhost` slot or a fallback).
+    Local,
+}
+
+/// One job in flight.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The daemon's number for the job, unique while it runs.
+    pub id: u64,
+    /// The source file as the build named it.
+    pub file: String,
+    /// The wrapper's process id.
+    pub pid: u32,
+    /// The host entry it was given; `None` while queued.
+    pub host: Option<String>,
+    pub phase: Phase,
+    /// Since the wrapper asked for a slot.
+    pub elapsed_ms: u64,
+    /// Since it entered its current phase.
+    pub phase_elapsed_ms: u64,
+}
+
+/// Counts since the last `sshcc stats --reset`, kept across daemon restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub schema: u32,
+    /// When counting started (the last reset).
+    pub since: u64,
+    pub hosts: Vec<HostStats>,
+    /// Jobs that ran here because no host was configured or a `localhost` slot won.
+    pub local_jobs: u64,
+    /// Jobs that ran here after a remote attempt failed or no host was usable.
+    pub fallback_jobs: u64,
+    /// Jobs that failed outright (no fallback, or the local run failed too).
+    pub errors: u64,
+    /// Milliseconds boxes spent on jobs that did not run here: an estimate of the
+    /// compile time taken off this machine.
+    pub time_saved_ms: u64,
+}
+
+/// One host's share of [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostStats {
+    pub host: String,
+    /// Jobs compiled there successfully (compile errors included: the box answered).
+    pub remote_jobs: u64,
+    /// Jobs the host failed (they moved elsewhere or fell back).
+    pub failures: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Milliseconds from sending a job to its answer, summed.
+    pub remote_ms: u64,
+}
