@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod exit_code;
 pub mod hosts;
+pub mod monitor;
 pub mod mux;
 pub mod protocol;
 pub mod server;
