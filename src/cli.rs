@@ -2,8 +2,9 @@
 //!
 //! Compiler command lines cannot go through an option parser (they are the compiler's
 //! options, not ours), so clap only sees invocations that start with an sshcc option,
-//! `sshcc check` (see [`crate::check`]), or that run under the name `distccd` (a
-//! symlink on the box replacing distccd).
+//! a subcommand (`sshcc check`, see [`crate::check`]; `sshcc status` and `sshcc stats`,
+//! see [`crate::daemon::report`]; `sshcc mon`, see [`crate::monitor`]), or that run
+//! under the name `distccd` (a symlink on the box replacing distccd).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,9 @@ use crate::server::settings::BoxSettings;
     about = "Compile dispatcher for build boxes reached over SSH (distcc-compatible)",
     after_help = "As a compiler wrapper: sshcc COMPILER ARGS..., sshcc ARGS... (compiler cc), \
                   or a symlink named after the compiler.\n\
-                  To check every configured host and its compilers: sshcc check [--json]"
+                  To check every configured host and its compilers: sshcc check [--json]\n\
+                  What the daemon is doing: sshcc status [--json]\n\
+                  What sshcc did since the last reset: sshcc stats [--json] [--reset]"
 )]
 pub struct Options {
     /// Serve one distcc job on stdin/stdout and exit (what `ssh box sshcc --inetd` runs).
@@ -116,6 +119,15 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
             eprintln!("sshcc: {err:#}");
         }
         return crate::check::run(&args[1..]);
+    }
+    if invoked_as.contains("sshcc") && matches!(first.as_str(), "status" | "stats") {
+        if let Err(err) = init_logging(None, None, "warn", false) {
+            eprintln!("sshcc: {err:#}");
+        }
+        return match first.as_str() {
+            "status" => crate::daemon::report::status_command(&args[1..]),
+            _ => crate::daemon::report::stats_command(&args[1..]),
+        };
     }
     if invoked_as != "distccd" && !(invoked_as.contains("sshcc") && own_option) {
         if let Err(err) = init_logging(None, None, "warn", true) {

@@ -16,6 +16,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use super::ipc::{Acquire, Placement, kind};
 use super::runtime_dir::RuntimeDir;
 use crate::mux::frame::{self, Compression, Frame};
+use crate::status::Status;
 
 /// How long a freshly spawned daemon may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -124,6 +125,19 @@ impl DaemonClient {
         Ok(())
     }
 
+    /// What the daemon is doing now.
+    pub async fn status(&mut self) -> anyhow::Result<Status> {
+        let reply = self
+            .exchange(Frame::new(kind::STATUS, 0, Vec::new()))
+            .await?;
+        anyhow::ensure!(
+            reply.kind == kind::STATUS_REPLY,
+            "unexpected reply kind {}",
+            reply.kind
+        );
+        serde_json::from_slice(&reply.payload).context("unreadable status from the daemon")
+    }
+
     /// Asks the daemon to exit.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         let reply = self.exchange(Frame::new(kind::STOP, 0, Vec::new())).await?;
@@ -134,6 +148,73 @@ impl DaemonClient {
         );
         Ok(())
     }
+}
+
+/// How long [`fetch_status`] waits for a daemon that accepted the connection.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The running daemon's [`Status`], without starting one: with no daemon, a `Status`
+/// whose `daemon_pid` is `None` (schema and version filled in). Blocking and cheap (one
+/// Unix-socket round trip, no async runtime), so a monitor may call it several times a
+/// second; such connections do not keep an idle daemon alive.
+pub fn fetch_status() -> anyhow::Result<Status> {
+    let dir = RuntimeDir::prepare()?;
+    let no_daemon = Status {
+        schema: crate::status::SCHEMA,
+        sshcc_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Status::default()
+    };
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(dir.socket()) else {
+        return Ok(no_daemon);
+    };
+    let reply = blocking_exchange(stream, kind::STATUS, &[])?;
+    anyhow::ensure!(
+        reply.0 == kind::STATUS_REPLY,
+        "unexpected reply kind {}",
+        reply.0
+    );
+    serde_json::from_slice(&reply.1).context("unreadable status from the daemon")
+}
+
+/// The counts since the last reset (see [`crate::status::Stats`]); `reset` starts
+/// counting again.
+pub fn fetch_stats(_reset: bool) -> anyhow::Result<crate::status::Stats> {
+    anyhow::bail!("not implemented yet")
+}
+
+/// One request and its reply over the daemon socket, blocking: `(kind, payload)`.
+/// The daemon never compresses on its socket, so frames are plain.
+fn blocking_exchange(
+    mut stream: std::os::unix::net::UnixStream,
+    request_kind: u8,
+    payload: &[u8],
+) -> anyhow::Result<(u8, Vec<u8>)> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(STATUS_TIMEOUT))?;
+    stream.set_write_timeout(Some(STATUS_TIMEOUT))?;
+    let mut request = Vec::with_capacity(14 + payload.len());
+    request.extend_from_slice(&(10 + payload.len() as u32).to_be_bytes());
+    request.extend_from_slice(&[request_kind, 0]);
+    request.extend_from_slice(&0u64.to_be_bytes());
+    request.extend_from_slice(payload);
+    stream
+        .write_all(&request)
+        .context("cannot talk to the sshcc daemon")?;
+    let mut header = [0u8; 14];
+    stream
+        .read_exact(&mut header)
+        .context("no answer from the sshcc daemon")?;
+    let length = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    anyhow::ensure!(
+        (10..=10 + frame::MAX_PAYLOAD).contains(&length),
+        "bad frame from the sshcc daemon"
+    );
+    anyhow::ensure!(header[5] == 0, "compressed frame from the sshcc daemon");
+    let mut body = vec![0u8; length - 10];
+    stream
+        .read_exact(&mut body)
+        .context("truncated answer from the sshcc daemon")?;
+    Ok((header[4], body))
 }
 
 /// Starts `sshcc --daemon` detached from the build: its own session (make's Ctrl-C

@@ -27,6 +27,10 @@ pub mod kind {
     pub const REFUSED: u8 = 21;
     pub const STOP: u8 = 22;
     pub const STOPPING: u8 = 23;
+    /// Any client → daemon: what is running now (no payload).
+    pub const STATUS: u8 = 24;
+    /// Daemon → client: a JSON [`crate::status::Status`].
+    pub const STATUS_REPLY: u8 = 25;
 }
 
 /// A wrapper's request for a slot.

@@ -6,12 +6,13 @@
 
 pub mod client;
 pub mod ipc;
+pub mod report;
 pub mod runtime_dir;
 pub mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
@@ -29,7 +30,9 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// What the daemon's tasks share.
 struct Shared {
     dispatcher: Arc<Dispatcher>,
-    /// Wrappers connected right now.
+    started: Instant,
+    /// Wrappers with a job connected right now (not `sshcc status` and the like, which
+    /// must not keep an idle daemon alive).
     active: AtomicUsize,
     /// Woken when a wrapper leaves (to restart the idle clock) or asks us to stop.
     activity: Notify,
@@ -51,6 +54,7 @@ pub async fn run(dir: RuntimeDir) -> anyhow::Result<()> {
     tracing::info!(socket = %socket.display(), ?idle_timeout, "daemon started");
     let shared = Arc::new(Shared {
         dispatcher: Dispatcher::new(),
+        started: Instant::now(),
         active: AtomicUsize::new(0),
         activity: Notify::new(),
         stop: Notify::new(),
@@ -72,15 +76,11 @@ pub async fn run(dir: RuntimeDir) -> anyhow::Result<()> {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    shared.active.fetch_add(1, Ordering::SeqCst);
-                    shared.activity.notify_waiters();
                     let shared = shared.clone();
                     tokio::spawn(async move {
                         if let Err(err) = serve_wrapper(stream, &shared).await {
                             tracing::debug!("wrapper connection: {err:#}");
                         }
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
-                        shared.activity.notify_waiters();
                     });
                 }
                 Err(err) => tracing::warn!("accept failed: {err}"),
@@ -99,12 +99,32 @@ pub async fn run(dir: RuntimeDir) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Counts a connection as a wrapper at work (for the idle clock) while it lives.
+struct Active<'a>(&'a Shared);
+
+impl<'a> Active<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        shared.activity.notify_waiters();
+        Active(shared)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.activity.notify_waiters();
+    }
+}
+
 async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()> {
     let (mut reader, mut writer) = stream.into_split();
     let mut session = Session::new(shared.dispatcher.clone());
+    let mut active = None;
     while let Some(request) = frame::read_frame(&mut reader).await? {
         let reply = match request.kind {
             kind::ACQUIRE => {
+                active.get_or_insert_with(|| Active::new(shared));
                 let acquire = Acquire::decode(&request.payload)?;
                 // A wrapper killed while it waits for a slot must not get one later.
                 let mut probe = [0u8; 1];
@@ -132,6 +152,10 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
                 session.refused(&String::from_utf8_lossy(&request.payload));
                 continue;
             }
+            kind::STATUS => {
+                let status = status_of(shared);
+                Frame::new(kind::STATUS_REPLY, 0, serde_json::to_vec(&status)?)
+            }
             kind::STOP => {
                 frame::write_frame(
                     &mut writer,
@@ -147,4 +171,16 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
         frame::write_frame(&mut writer, &reply, Compression::None).await?;
     }
     Ok(())
+}
+
+/// What `sshcc status` shows.
+fn status_of(shared: &Shared) -> crate::status::Status {
+    crate::status::Status {
+        schema: crate::status::SCHEMA,
+        sshcc_version: env!("CARGO_PKG_VERSION").to_string(),
+        daemon_pid: Some(std::process::id()),
+        uptime_ms: shared.started.elapsed().as_millis() as u64,
+        hosts: Vec::new(),
+        jobs: Vec::new(),
+    }
 }

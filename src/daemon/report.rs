@@ -1,0 +1,261 @@
+//! `sshcc status` and `sshcc stats`: the daemon's [`Status`] and the build counts
+//! ([`Stats`]) as JSON or as a compact table.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+
+use clap::Parser;
+
+use crate::exit_code::ExitCode;
+use crate::status::{HostKind, Stats, Status};
+
+/// `sshcc status`'s options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sshcc status",
+    bin_name = "sshcc status",
+    version,
+    about = "Show what the sshcc daemon is doing: every host (slots, jobs done and failed, \
+             backoff, round-trip time, bytes, compression) and every job in flight."
+)]
+struct StatusOptions {
+    /// Print the status as JSON (schema in docs/monitoring.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `sshcc status [--json]`; `args` starts with `status`.
+pub fn status_command(args: &[OsString]) -> std::process::ExitCode {
+    let options: StatusOptions = match crate::cli::parse_options(args) {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
+    let status = match super::client::fetch_status() {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("sshcc: {err:#}");
+            return ExitCode::Failure.into();
+        }
+    };
+    if options.json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(json) => println!("{json}"),
+            Err(err) => {
+                eprintln!("sshcc: cannot encode the status: {err}");
+                return ExitCode::Failure.into();
+            }
+        }
+    } else {
+        print!("{}", render_status(&status));
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// The status as a compact table.
+pub fn render_status(status: &Status) -> String {
+    let mut out = String::new();
+    let Some(pid) = status.daemon_pid else {
+        out.push_str("sshcc: no daemon running\n");
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "sshcc {} daemon (pid {pid}), up {}",
+        status.sshcc_version,
+        duration(status.uptime_ms)
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>7} {:>6} {:>5} {:>8} {:>9} {:>9} {:>6}  STATE",
+        "HOST", "SLOTS", "DONE", "FAIL", "RTT", "SENT", "RECEIVED", "RATIO"
+    );
+    for host in &status.hosts {
+        let state = if host.kind == HostKind::Local {
+            "local".to_string()
+        } else if let Some(left) = host.backoff_remaining_ms {
+            format!("backoff {}", duration(left))
+        } else if host.connected {
+            "connected".to_string()
+        } else {
+            "idle".to_string()
+        };
+        let state = match (&host.last_error, host.kind) {
+            (Some(error), HostKind::Ssh | HostKind::Tcp) => format!("{state}; last error: {error}"),
+            _ => state,
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:>7} {:>6} {:>5} {:>8} {:>9} {:>9} {:>6}  {state}",
+            host.host,
+            format!("{}/{}", host.slots_busy, host.slots_total),
+            host.jobs_done,
+            host.jobs_failed,
+            host.rtt_ms
+                .map_or("-".to_string(), |rtt| format!("{rtt:.1}ms")),
+            bytes(host.bytes_sent),
+            bytes(host.bytes_received),
+            host.compression_ratio
+                .map_or("-".to_string(), |ratio| format!("{ratio:.1}x")),
+        );
+    }
+    if status.jobs.is_empty() {
+        out.push_str("no jobs in flight\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{:>7}  {:<28} {:<24} {:<10} {:>8} {:>8}",
+            "PID", "FILE", "HOST", "PHASE", "IN PHASE", "TOTAL"
+        );
+        for job in &status.jobs {
+            let phase = serde_json::to_value(job.phase)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:>7}  {:<28} {:<24} {:<10} {:>8} {:>8}",
+                job.pid,
+                job.file,
+                job.host.as_deref().unwrap_or("-"),
+                phase,
+                duration(job.phase_elapsed_ms),
+                duration(job.elapsed_ms)
+            );
+        }
+    }
+    out
+}
+
+/// `sshcc stats`'s options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sshcc stats",
+    bin_name = "sshcc stats",
+    version,
+    about = "Show what sshcc did since the counts were last reset: jobs per host, local and \
+             fallback jobs, errors, bytes and the compile time taken off this machine."
+)]
+struct StatsOptions {
+    /// Print the counts as JSON (schema in docs/monitoring.md).
+    #[arg(long)]
+    json: bool,
+    /// Start counting again from zero (prints the counts up to now first).
+    #[arg(long)]
+    reset: bool,
+}
+
+/// `sshcc stats [--json] [--reset]`; `args` starts with `stats`.
+pub fn stats_command(args: &[OsString]) -> std::process::ExitCode {
+    let options: StatsOptions = match crate::cli::parse_options(args) {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
+    let stats = match super::client::fetch_stats(options.reset) {
+        Ok(stats) => stats,
+        Err(err) => {
+            eprintln!("sshcc: {err:#}");
+            return ExitCode::Failure.into();
+        }
+    };
+    if options.json {
+        match serde_json::to_string_pretty(&stats) {
+            Ok(json) => println!("{json}"),
+            Err(err) => {
+                eprintln!("sshcc: cannot encode the counts: {err}");
+                return ExitCode::Failure.into();
+            }
+        }
+    } else {
+        print!("{}", render_stats(&stats, now_unix()));
+        if options.reset {
+            println!("(counts reset)");
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// The counts as a short report; `now` is the current Unix time.
+pub fn render_stats(stats: &Stats, now: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "since {} ago: {} remote, {} local, {} fallback, {} errors; about {} of compiling taken off this machine",
+        duration(now.saturating_sub(stats.since).saturating_mul(1000)),
+        stats.hosts.iter().map(|host| host.remote_jobs).sum::<u64>(),
+        stats.local_jobs,
+        stats.fallback_jobs,
+        stats.errors,
+        duration(stats.time_saved_ms)
+    );
+    if !stats.hosts.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>7} {:>8} {:>9} {:>9} {:>10}",
+            "HOST", "JOBS", "FAILURES", "SENT", "RECEIVED", "BOX TIME"
+        );
+    }
+    for host in &stats.hosts {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>7} {:>8} {:>9} {:>9} {:>10}",
+            host.host,
+            host.remote_jobs,
+            host.failures,
+            bytes(host.bytes_sent),
+            bytes(host.bytes_received),
+            duration(host.remote_ms)
+        );
+    }
+    out
+}
+
+/// The current Unix time in seconds.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// `850ms`, `12.3s`, `4m05s`, `2h10m`.
+fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// `512B`, `3.4kB`, `12.0MB`, `1.2GB` (powers of 1000).
+fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n}B"),
+        1_000..1_000_000 => format!("{:.1}kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}MB", n as f64 / 1e6),
+        _ => format!("{:.1}GB", n as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_well() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_345), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(duration(7_800_000), "2h10m");
+        assert_eq!(bytes(512), "512B");
+        assert_eq!(bytes(3_400), "3.4kB");
+        assert_eq!(bytes(12_000_000), "12.0MB");
+    }
+
+    #[test]
+    fn no_daemon_is_said_plainly() {
+        assert_eq!(
+            render_status(&Status::default()),
+            "sshcc: no daemon running\n"
+        );
+    }
+}
