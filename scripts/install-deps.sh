@@ -23,6 +23,7 @@ required=(
   g++ g++
   make make
   ccache ccache
+  tmux tmux
 )
 
 have() {
