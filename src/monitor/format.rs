@@ -232,6 +232,19 @@ pub fn totals(status: &Status, separator: &str) -> String {
     )
 }
 
+/// A host entry without its remote command, for narrow columns: `@box/8` for
+/// `@box/8:/home/build/.local/bin/sshcc,lzo`. Only SSH entries (those with an `@`)
+/// name a command after a `:`; TCP entries keep their port.
+pub fn short_host(entry: &str) -> &str {
+    let Some(at) = entry.find('@') else {
+        return entry;
+    };
+    match entry[at..].find(':') {
+        Some(colon) => &entry[..at + colon],
+        None => entry,
+    }
+}
+
 /// `text` cut to `width` characters, keeping its end (the file name of a path):
 /// `…/deep/dir/file.c`.
 pub fn truncate_left(text: &str, width: usize) -> String {
@@ -317,6 +330,15 @@ mod tests {
             truncate_right("build@long.example.com/8", 12),
             "build@long.…"
         );
+    }
+
+    #[test]
+    fn short_host_names_drop_the_remote_command_only() {
+        assert_eq!(short_host("@box/8:/home/b/.local/bin/sshcc,lzo"), "@box/8");
+        assert_eq!(short_host("build@box:/opt/sshcc"), "build@box");
+        assert_eq!(short_host("@box/8"), "@box/8");
+        assert_eq!(short_host("buildbox:3632/2"), "buildbox:3632/2");
+        assert_eq!(short_host("localhost/2"), "localhost/2");
     }
 
     #[test]

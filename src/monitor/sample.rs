@@ -12,7 +12,7 @@ pub fn status() -> Status {
         uptime_ms: 303_000,
         hosts: vec![
             HostStatus {
-                host: "@box/8".into(),
+                host: "@box/8:/opt/sshcc/bin/sshcc,lzo".into(),
                 kind: HostKind::Ssh,
                 slots_total: 8,
                 slots_busy: 4,
@@ -58,7 +58,7 @@ pub fn status() -> Status {
             job(
                 1,
                 "src/oldest.c",
-                Some("@box/8"),
+                Some("@box/8:/opt/sshcc/bin/sshcc,lzo"),
                 Phase::Compile,
                 9_500,
                 8_000,
@@ -66,13 +66,27 @@ pub fn status() -> Status {
             job(
                 2,
                 "src/net/socket.cc",
-                Some("@box/8"),
+                Some("@box/8:/opt/sshcc/bin/sshcc,lzo"),
                 Phase::Send,
                 1_200,
                 100,
             ),
-            job(3, "src/parser.c", Some("@box/8"), Phase::Receive, 2_500, 50),
-            job(4, "lib/util.c", Some("@box/8"), Phase::Preprocess, 800, 700),
+            job(
+                3,
+                "src/parser.c",
+                Some("@box/8:/opt/sshcc/bin/sshcc,lzo"),
+                Phase::Receive,
+                2_500,
+                50,
+            ),
+            job(
+                4,
+                "lib/util.c",
+                Some("@box/8:/opt/sshcc/bin/sshcc,lzo"),
+                Phase::Preprocess,
+                800,
+                700,
+            ),
             job(
                 5,
                 "lib/tcp.c",
@@ -94,7 +108,7 @@ pub fn crowded(extra: usize) -> Status {
         status.jobs.push(job(
             100 + n as u64,
             &format!("gen/generated_{n:03}.c"),
-            Some("@box/8"),
+            Some("@box/8:/opt/sshcc/bin/sshcc,lzo"),
             Phase::Compile,
             100 + n as u64,
             50,

@@ -105,7 +105,11 @@ mod tests {
             .iter()
             .position(|line| line.starts_with("HOST"))
             .unwrap();
-        assert!(lines[header + 1].starts_with("@box/8 "), "{text}");
+        // The text has room for whole host entries.
+        assert!(
+            lines[header + 1].starts_with("@box/8:/opt/sshcc/bin/sshcc,lzo "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -130,7 +130,14 @@ fn render_hosts(frame: &mut Frame, area: Rect, hosts: &[HostStatus], mut errors:
     };
     errors.truncate(rows_room.saturating_sub(shown + usize::from(hidden > 0)));
 
-    let cells: Vec<[String; 9]> = hosts[..shown].iter().map(format::host_cells).collect();
+    let cells: Vec<[String; 9]> = hosts[..shown]
+        .iter()
+        .map(|host| {
+            let mut cells = format::host_cells(host);
+            cells[0] = format::short_host(&cells[0]).to_string();
+            cells
+        })
+        .collect();
     let mut widths: Vec<u16> = (0..HOST_COLUMNS.len())
         .map(|column| {
             cells
@@ -228,7 +235,11 @@ fn render_jobs(frame: &mut Frame, area: Rect, status: &Status) {
 
     let host_width = jobs
         .iter()
-        .map(|job| format::job_cells(job)[1].chars().count())
+        .map(|job| {
+            format::short_host(&format::job_cells(job)[1])
+                .chars()
+                .count()
+        })
         .chain([JOB_COLUMNS[1].len()])
         .max()
         .unwrap_or(0)
@@ -258,9 +269,10 @@ fn render_jobs(frame: &mut Frame, area: Rect, status: &Status) {
         .iter()
         .map(|job| {
             let [file, host, phase, elapsed, in_phase] = format::job_cells(job);
+            let host = format::short_host(&host);
             Row::new([
                 Cell::from(format::truncate_left(&file, file_width as usize)),
-                Cell::from(format::truncate_right(&host, host_width as usize)),
+                Cell::from(format::truncate_right(host, host_width as usize)),
                 Cell::from(phase).style(phase_style(job.phase)),
                 aligned(elapsed, true),
                 aligned(in_phase, true),
@@ -395,6 +407,9 @@ mod tests {
         ] {
             assert!(boxed.contains(cell), "{cell} missing from {boxed:?}\n{all}");
         }
+        // Narrow columns name hosts without their remote command.
+        assert!(!all.contains("/opt/sshcc"), "{all}");
+        assert!(find(&screen, "@box/8 ").is_some(), "{all}");
         let flaky = find(&screen, "@flaky/4 ").unwrap_or_else(|| panic!("{all}"));
         assert!(
             flaky.contains("[        ] 0/4") && flaky.contains("backoff 42s"),
