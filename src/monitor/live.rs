@@ -160,7 +160,15 @@ fn show(
     let mut dirty = true;
     let mut last_draw = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
-        while let Ok(update) = updates.try_recv() {
+        loop {
+            let update = match updates.try_recv() {
+                Ok(update) => update,
+                Err(mpsc::TryRecvError::Empty) => break,
+                // Only a panic ends the reading thread; it has been reported.
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(std::io::Error::other("the status reader stopped"));
+                }
+            };
             match update {
                 Ok(latest) => {
                     status = latest;
