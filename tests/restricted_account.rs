@@ -300,6 +300,22 @@ fn hostile_arguments_and_sources_never_reach_outside_the_job() {
             Expect::Refused("--output"),
         ),
         (vec![secret.into()], plain, Expect::Refused(secret)),
+        // Found by fuzzing the argument policy: words gcc reads differently.
+        (
+            vec!["-e".into(), "-D".into(), format!("-fplugin={trap}/evil.so")],
+            plain,
+            Expect::Refused("-e"),
+        ),
+        (
+            vec!["-D".into(), format!("@{secret}")],
+            plain,
+            Expect::Refused("-D @"),
+        ),
+        (
+            vec!["-specs".into(), "nano.specs".into()],
+            specs,
+            Expect::Refused("-specs nano.specs"),
+        ),
         // Dropped or replaced: they cannot reach the trap.
         (
             vec!["-MD".into(), "-MF".into(), format!("{trap}/deps.d")],

@@ -44,10 +44,27 @@ const WRITES_FILES: &str = "writes files outside the job or files that would be 
 const LINKER: &str = "linker options have no place in a remote compile";
 const LONG_OPTION: &str = "long option forms are not accepted remotely; use the short form";
 
-/// Options whose value is the next word.
+/// Options whose value is the next word: every one gcc 12's driver reads that way
+/// (found by probing `gcc -### -c t.c OPTION -DPROBE` for each option name), plus
+/// clang's `-target`. Missing one would let its value slip past the checks as an
+/// option of its own.
 const TAKES_VALUE: &[&str] = &[
     "-o",
     "-x",
+    "-e",
+    "-h",
+    "-F",
+    "-J",
+    "-R",
+    "-Hd",
+    "-Hf",
+    "-Tbss",
+    "-Tdata",
+    "-Ttext",
+    "-Xf",
+    "-gnatO",
+    "-fintrinsic-modules-path",
+    "-specs",
     "-MF",
     "-MT",
     "-MQ",
@@ -101,6 +118,7 @@ const DROPPED_WITH_VALUE: &[&str] = &[
     "-isysroot",
     "--sysroot",
     "-imultilib",
+    "-F",
 ];
 const DROPPED_EXACT: &[&str] = &["-MD", "-MMD", "-MG", "-MP"];
 
@@ -136,6 +154,18 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("-Xpreprocessor", WRITES_FILES),
     ("-Wl,", LINKER),
     ("-Xlinker", LINKER),
+    ("-e", LINKER),
+    ("-h", LINKER),
+    ("-R", LINKER),
+    ("-Tbss", LINKER),
+    ("-Tdata", LINKER),
+    ("-Ttext", LINKER),
+    ("-J", WRITES_FILES),
+    ("-Hd", WRITES_FILES),
+    ("-Hf", WRITES_FILES),
+    ("-gnatO", WRITES_FILES),
+    ("-Xf", WRITES_FILES),
+    ("-fintrinsic-modules-path", READS_FILES),
     ("-L", LINKER),
     ("-l", LINKER),
     ("-T", LINKER),
@@ -177,6 +207,13 @@ pub fn prepare(
             continue;
         }
         check(arg, value)?;
+        if separate_value && value.is_none() {
+            // gcc would take the next word we add (`-o`) as its value.
+            return Err(Refusal::Forbidden {
+                arg: arg.to_string(),
+                reason: "an option missing its value",
+            });
+        }
         let dropped = if separate_value {
             DROPPED_WITH_VALUE.contains(&arg)
         } else {
@@ -185,7 +222,7 @@ pub fn prepare(
         if dropped {
             continue;
         }
-        if !arg.starts_with('-') {
+        if !arg.starts_with('-') || arg == "-" {
             return Err(Refusal::Forbidden {
                 arg: arg.to_string(),
                 reason: "an extra operand would be read as another input file",
@@ -238,8 +275,21 @@ fn check(arg: &str, value: Option<&str>) -> Result<(), Refusal> {
             reason,
         })
     };
-    if arg.starts_with('@') {
+    // gcc expands response files wherever they appear, even as another option's value
+    // (`-D @/etc/passwd`).
+    if arg.starts_with('@') || value.is_some_and(|value| value.starts_with('@')) {
         return refuse(READS_FILES);
+    }
+    if arg == "-specs" || arg == "--specs" {
+        // The separate form names its file by a word that may be the source, which the
+        // box replaces with the client's own text.
+        return refuse(LOADS_CODE);
+    }
+    // A value that looks like an option is where gcc and this parser could disagree
+    // (an option gcc reads with a value that we do not know, `-e -D -fplugin=…`), so
+    // only the assembler's pass-through may carry one; its items are checked below.
+    if value.is_some_and(|value| value.starts_with('-')) && arg != "-Xassembler" {
+        return refuse("an option's value that looks like an option is ambiguous");
     }
     if let Some(&(_, reason)) = FORBIDDEN.iter().find(|(prefix, _)| arg.starts_with(prefix)) {
         return refuse(reason);
@@ -361,6 +411,30 @@ mod tests {
         assert_eq!(refused("gcc --output=/tmp/x.o -c x.c"), "--output=/tmp/x.o");
         assert_eq!(refused("gcc -c x.c /etc/passwd"), "/etc/passwd");
         assert_eq!(refused("gcc -Wl,-T,/etc/x -c x.c"), "-Wl,-T,/etc/x");
+    }
+
+    #[test]
+    fn words_gcc_would_read_differently_are_refused() {
+        // Found by the argument_scanner fuzz target (fuzz/regressions/argument_scanner).
+        // `-e` takes a value in gcc: `-D` would be it, and -fplugin an option.
+        assert_eq!(refused("gcc -c x.c -e -D -fplugin=/tmp/evil.so"), "-e -D");
+        assert_eq!(
+            refused("gcc -c x.c -D -fplugin=/tmp/e.so"),
+            "-D -fplugin=/tmp/e.so"
+        );
+        // gcc expands a response file even as another option's value.
+        assert_eq!(refused("gcc -c x.c -D @/etc/passwd"), "-D @/etc/passwd");
+        // The separate form of -specs would name the source, i.e. the client's text.
+        assert_eq!(refused("gcc -specs x.c -c -x c -"), "-specs x.c");
+        // `-` is standard input: another operand.
+        assert_eq!(refused("gcc -c x.c -"), "-");
+        // A trailing option would swallow the `-o` the box appends.
+        assert_eq!(refused("gcc -c x.c -Xassembler"), "-Xassembler");
+        // The assembler's pass-through still carries its own options.
+        assert_eq!(
+            prepared("gcc -c x.c -Xassembler -mthumb").unwrap(),
+            "-c input.i -Xassembler -mthumb -o output.o"
+        );
         assert!(matches!(
             prepared("gcc -E x.c"),
             Err(Refusal::NotDistributable(_))
