@@ -206,3 +206,50 @@ fn show(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyEvent, KeyEventState};
+
+    use super::*;
+
+    fn key(code: KeyCode, modifiers: KeyModifiers, kind: KeyEventKind) -> Event {
+        Event::Key(KeyEvent {
+            code,
+            modifiers,
+            kind,
+            state: KeyEventState::NONE,
+        })
+    }
+
+    fn press(code: KeyCode) -> Event {
+        key(code, KeyModifiers::NONE, KeyEventKind::Press)
+    }
+
+    #[test]
+    fn keys_quit_toggle_help_or_do_nothing() {
+        for quit in [
+            press(KeyCode::Char('q')),
+            press(KeyCode::Esc),
+            key(
+                KeyCode::Char('c'),
+                KeyModifiers::CONTROL,
+                KeyEventKind::Press,
+            ),
+        ] {
+            assert!(matches!(action(quit), Action::Quit));
+        }
+        for help in [press(KeyCode::Char('h')), press(KeyCode::Char('?'))] {
+            assert!(matches!(action(help), Action::ToggleHelp));
+        }
+        assert!(matches!(action(press(KeyCode::Char('c'))), Action::Nothing));
+        // A key's release (reported by some terminals) does not act twice.
+        let release = key(
+            KeyCode::Char('h'),
+            KeyModifiers::NONE,
+            KeyEventKind::Release,
+        );
+        assert!(matches!(action(release), Action::Nothing));
+        assert!(matches!(action(Event::Resize(80, 24)), Action::Redraw));
+    }
+}
