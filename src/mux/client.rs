@@ -4,13 +4,19 @@
 //! A reader task routes each RESULT to the job waiting for it and keeps draining the
 //! stream (an undrained SSH channel would stall the whole connection); a writer task
 //! serialises outgoing frames. If the link breaks, every waiting job learns it at once.
+//!
+//! Both tasks count what passes ([`Traffic`]): bytes on the stream, and the same frames
+//! uncompressed, so `sshcc status` can show the volume and the compression ratio.
 
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{self, Compression, Frame};
@@ -27,37 +33,215 @@ pub enum MuxError {
     Lost,
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>;
+/// Bytes to and from one box, over all its connections: on the wire (the stream the
+/// frames travel in, before SSH's own packet overhead and encryption) and as payload
+/// (the same frames uncompressed).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    wire_sent: AtomicU64,
+    wire_received: AtomicU64,
+    payload_sent: AtomicU64,
+    payload_received: AtomicU64,
+    jobs_sent: AtomicU64,
+    /// Wire bytes not yet taken by [`Traffic::take_unbooked`].
+    unbooked_sent: AtomicU64,
+    unbooked_received: AtomicU64,
+}
+
+/// A reading of [`Traffic`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficCounts {
+    pub wire_sent: u64,
+    pub wire_received: u64,
+    pub payload_sent: u64,
+    pub payload_received: u64,
+    pub jobs_sent: u64,
+}
+
+impl TrafficCounts {
+    /// Uncompressed bytes per byte on the wire, both directions; `None` before the
+    /// first job.
+    pub fn compression_ratio(&self) -> Option<f64> {
+        let wire = self.wire_sent + self.wire_received;
+        (self.jobs_sent > 0 && wire > 0)
+            .then(|| (self.payload_sent + self.payload_received) as f64 / wire as f64)
+    }
+}
+
+impl Traffic {
+    pub fn wire_sent(&self, bytes: u64) {
+        self.wire_sent.fetch_add(bytes, Ordering::Relaxed);
+        self.unbooked_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn wire_received(&self, bytes: u64) {
+        self.wire_received.fetch_add(bytes, Ordering::Relaxed);
+        self.unbooked_received.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn payload_sent(&self, bytes: u64) {
+        self.payload_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn payload_received(&self, bytes: u64) {
+        self.payload_received.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A job request went out.
+    pub fn job_sent(&self) {
+        self.jobs_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> TrafficCounts {
+        TrafficCounts {
+            wire_sent: self.wire_sent.load(Ordering::Relaxed),
+            wire_received: self.wire_received.load(Ordering::Relaxed),
+            payload_sent: self.payload_sent.load(Ordering::Relaxed),
+            payload_received: self.payload_received.load(Ordering::Relaxed),
+            jobs_sent: self.jobs_sent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Wire bytes (sent, received) since the last call, for the persistent counts.
+    pub fn take_unbooked(&self) -> (u64, u64) {
+        (
+            self.unbooked_sent.swap(0, Ordering::Relaxed),
+            self.unbooked_received.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
+/// A stream that counts the bytes read from and written to it into a [`Traffic`].
+#[derive(Debug)]
+pub struct Counted<T> {
+    inner: T,
+    traffic: Arc<Traffic>,
+}
+
+impl<T> Counted<T> {
+    pub fn new(inner: T, traffic: Arc<Traffic>) -> Self {
+        Counted { inner, traffic }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len().saturating_sub(before);
+        if read > 0 {
+            self.traffic.wire_received(read as u64);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = &polled {
+            self.traffic.wire_sent(*written as u64);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Progress of one job on the link, for `sshcc status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEvent {
+    /// The request is written: the box has it (or will as soon as the network delivers).
+    Sent,
+    /// The answer's first bytes arrived; the rest is on its way.
+    Answering,
+}
+
+/// Told about a job's [`JobEvent`]s.
+pub type Observer = Arc<dyn Fn(JobEvent) + Send + Sync>;
+
+struct Waiter {
+    answer: oneshot::Sender<Vec<u8>>,
+    observer: Option<Observer>,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
+
+/// A frame to write, and who wants to know once it is written.
+struct Outgoing {
+    frame: Frame,
+    observer: Option<Observer>,
+}
+
+/// Bytes before a frame's payload (length, kind, flags, job id).
+const FRAME_HEADER: u64 = 14;
 
 /// A live link to one box worker.
-#[derive(Debug)]
 pub struct MuxClient {
-    outgoing: mpsc::Sender<Frame>,
+    outgoing: mpsc::Sender<Outgoing>,
     pending: Pending,
     next_job: AtomicU64,
     closed: Arc<AtomicBool>,
     hello: Hello,
 }
 
+impl std::fmt::Debug for MuxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxClient")
+            .field("hello", &self.hello)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MuxClient {
     /// Waits up to `timeout` for the box's greeting on `reader`, then starts serving jobs.
     /// The halves are separate so that dropping the client closes `writer`, which is how
     /// the box learns to exit.
-    pub async fn handshake<R, W>(
-        mut reader: R,
-        mut writer: W,
+    pub async fn handshake<R, W>(reader: R, writer: W, timeout: Duration) -> Result<Self, MuxError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::handshake_counted(reader, writer, timeout, Arc::default()).await
+    }
+
+    /// [`MuxClient::handshake`], counting the link's bytes into `traffic`.
+    pub async fn handshake_counted<R, W>(
+        reader: R,
+        writer: W,
         timeout: Duration,
+        traffic: Arc<Traffic>,
     ) -> Result<Self, MuxError>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        let mut reader = Counted::new(reader, traffic.clone());
+        let mut writer = Counted::new(writer, traffic.clone());
         let greeting = tokio::time::timeout(timeout, frame::read_frame(&mut reader))
             .await
             .map_err(|_| MuxError::NoGreeting(format!("nothing within {timeout:?}")))?;
         let hello = match greeting {
-            Ok(Some(frame)) if frame.kind == kind::HELLO => Hello::decode(&frame.payload)
-                .map_err(|err| MuxError::NoGreeting(err.to_string()))?,
+            Ok(Some(frame)) if frame.kind == kind::HELLO => {
+                traffic.payload_received(FRAME_HEADER + frame.payload.len() as u64);
+                Hello::decode(&frame.payload)
+                    .map_err(|err| MuxError::NoGreeting(err.to_string()))?
+            }
             Ok(Some(frame)) => {
                 return Err(MuxError::NoGreeting(format!(
                     "first frame has kind {}",
@@ -70,16 +254,23 @@ impl MuxClient {
 
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
-        let (outgoing, mut to_send) = mpsc::channel::<Frame>(256);
+        let (outgoing, mut to_send) = mpsc::channel::<Outgoing>(256);
         {
-            let (pending, closed) = (pending.clone(), closed.clone());
+            let (pending, closed, traffic) = (pending.clone(), closed.clone(), traffic.clone());
             tokio::spawn(async move {
-                while let Some(frame) = to_send.recv().await {
+                while let Some(Outgoing { frame, observer }) = to_send.recv().await {
                     if let Err(err) =
                         frame::write_frame(&mut writer, &frame, Compression::Zstd).await
                     {
                         tracing::debug!("mux link write failed: {err}");
                         break;
+                    }
+                    traffic.payload_sent(FRAME_HEADER + frame.payload.len() as u64);
+                    if frame.kind == kind::JOB {
+                        traffic.job_sent();
+                    }
+                    if let Some(observer) = observer {
+                        observer(JobEvent::Sent);
                     }
                 }
                 close(&closed, &pending);
@@ -90,16 +281,18 @@ impl MuxClient {
             let (pending, closed) = (pending.clone(), closed.clone());
             tokio::spawn(async move {
                 loop {
-                    match frame::read_frame(&mut reader).await {
+                    match read_frame_announced(&mut reader, &pending).await {
                         Ok(Some(frame))
                             if frame.kind == kind::RESULT || frame.kind == kind::IDENTITY =>
                         {
+                            traffic.payload_received(FRAME_HEADER + frame.payload.len() as u64);
                             let waiter = pending.lock().expect("pending lock").remove(&frame.job);
                             if let Some(waiter) = waiter {
-                                let _ = waiter.send(frame.payload);
+                                let _ = waiter.answer.send(frame.payload);
                             }
                         }
                         Ok(Some(frame)) => {
+                            traffic.payload_received(FRAME_HEADER + frame.payload.len() as u64);
                             tracing::debug!("ignoring frame kind {} from the box", frame.kind)
                         }
                         Ok(None) => break,
@@ -135,7 +328,29 @@ impl MuxClient {
     /// answer, a distcc protocol-1 response left encoded: the daemon only forwards it.
     /// Dropping the future cancels the job on the box (its compiler is killed).
     pub async fn run(&self, job_payload: Vec<u8>) -> Result<Vec<u8>, MuxError> {
-        self.request(kind::JOB, job_payload).await
+        self.request(kind::JOB, job_payload, None).await
+    }
+
+    /// [`MuxClient::run`], telling `observer` when the request is written and when the
+    /// answer starts to arrive.
+    pub async fn run_observed(
+        &self,
+        job_payload: Vec<u8>,
+        observer: Option<Observer>,
+    ) -> Result<Vec<u8>, MuxError> {
+        self.request(kind::JOB, job_payload, observer).await
+    }
+
+    /// The time one small request takes to be answered: an IDENTIFY for a name no
+    /// allowlist holds, which the box answers at once (it reads its allowlist and
+    /// nothing else). `None` from a box too old to answer.
+    pub async fn round_trip(&self) -> Result<Option<Duration>, MuxError> {
+        if self.hello.protocol < 2 {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        self.request(kind::IDENTIFY, Vec::new(), None).await?;
+        Ok(Some(started.elapsed()))
     }
 
     /// Asks the box which toolchain its allowlist gives `compiler`: the fingerprint,
@@ -148,7 +363,7 @@ impl MuxClient {
             return Ok(None);
         }
         let answer = self
-            .request(kind::IDENTIFY, compiler.as_bytes().to_vec())
+            .request(kind::IDENTIFY, compiler.as_bytes().to_vec(), None)
             .await?;
         Ok(Some(serde_json::from_slice(&answer).unwrap_or_else(
             |err| {
@@ -160,7 +375,12 @@ impl MuxClient {
     }
 
     /// Sends a request frame and waits for the answer with the same id.
-    async fn request(&self, request_kind: u8, payload: Vec<u8>) -> Result<Vec<u8>, MuxError> {
+    async fn request(
+        &self,
+        request_kind: u8,
+        payload: Vec<u8>,
+        observer: Option<Observer>,
+    ) -> Result<Vec<u8>, MuxError> {
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         {
@@ -170,7 +390,13 @@ impl MuxClient {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(MuxError::Lost);
             }
-            pending.insert(job, answer);
+            pending.insert(
+                job,
+                Waiter {
+                    answer,
+                    observer: observer.clone(),
+                },
+            );
         }
         let mut guard = CancelOnDrop {
             client: self,
@@ -179,7 +405,10 @@ impl MuxClient {
         };
         if self
             .outgoing
-            .send(Frame::new(request_kind, job, payload))
+            .send(Outgoing {
+                frame: Frame::new(request_kind, job, payload),
+                observer,
+            })
             .await
             .is_err()
         {
@@ -191,6 +420,35 @@ impl MuxClient {
         guard.armed = false;
         answer
     }
+}
+
+/// Reads one frame like [`frame::read_frame`], first telling the observer of the job it
+/// answers that its answer is arriving (once the header is in, before the payload).
+async fn read_frame_announced<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    pending: &Pending,
+) -> Result<Option<Frame>, frame::FrameError> {
+    let mut header = [0u8; FRAME_HEADER as usize];
+    let mut filled = 0;
+    while filled < header.len() {
+        match reader.read(&mut header[filled..]).await? {
+            0 if filled == 0 => return Ok(None),
+            0 => return Err(frame::FrameError::Truncated),
+            n => filled += n,
+        }
+    }
+    if header[4] == kind::RESULT {
+        let job = u64::from_be_bytes(header[6..14].try_into().expect("8 bytes"));
+        let observer = pending
+            .lock()
+            .expect("pending lock")
+            .get(&job)
+            .and_then(|waiter| waiter.observer.clone());
+        if let Some(observer) = observer {
+            observer(JobEvent::Answering);
+        }
+    }
+    frame::read_frame(&mut (&header[..]).chain(reader)).await
 }
 
 /// Marks the link dead and wakes every waiting job (dropping their senders), under the
@@ -220,7 +478,12 @@ impl Drop for CancelOnDrop<'_> {
             let outgoing = self.client.outgoing.clone();
             let cancel = Frame::new(kind::CANCEL, self.job, Vec::new());
             tokio::spawn(async move {
-                let _ = outgoing.send(cancel).await;
+                let _ = outgoing
+                    .send(Outgoing {
+                        frame: cancel,
+                        observer: None,
+                    })
+                    .await;
             });
         }
     }
@@ -229,6 +492,74 @@ impl Drop for CancelOnDrop<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn traffic_is_counted_and_the_observer_hears_the_job_go_and_come_back() {
+        let (client_end, box_end) = tokio::io::duplex(1 << 20);
+        let (mut box_reader, mut box_writer) = tokio::io::split(box_end);
+        let hello = Hello {
+            protocol: 2,
+            version: "test".into(),
+            hostname: "box".into(),
+        };
+        frame::write_frame(
+            &mut box_writer,
+            &Frame::new(kind::HELLO, 0, hello.encode()),
+            Compression::None,
+        )
+        .await
+        .unwrap();
+        let traffic = Arc::new(Traffic::default());
+        let (reader, writer) = tokio::io::split(client_end);
+        let client =
+            MuxClient::handshake_counted(reader, writer, Duration::from_secs(5), traffic.clone())
+                .await
+                .unwrap();
+        assert_eq!(traffic.counts().compression_ratio(), None, "no job yet");
+        let hello_len = traffic.counts().wire_received;
+        assert!(hello_len > FRAME_HEADER);
+
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let observer: Observer = {
+            let events = events.clone();
+            Arc::new(move |event| events.lock().unwrap().push(event))
+        };
+        let source = b"int x;\n".repeat(1000);
+        let job = client.run_observed(source.clone(), Some(observer));
+        let serve = async {
+            let request = frame::read_frame(&mut box_reader).await.unwrap().unwrap();
+            assert_eq!(request.payload, source);
+            frame::write_frame(
+                &mut box_writer,
+                &Frame::new(kind::RESULT, request.job, vec![7; 2000]),
+                Compression::Zstd,
+            )
+            .await
+            .unwrap();
+        };
+        let (answer, ()) = tokio::join!(job, serve);
+        assert_eq!(answer.unwrap(), vec![7; 2000]);
+        assert_eq!(
+            *events.lock().unwrap(),
+            [JobEvent::Sent, JobEvent::Answering]
+        );
+        let counts = traffic.counts();
+        assert_eq!(counts.jobs_sent, 1);
+        assert_eq!(counts.payload_sent, FRAME_HEADER + source.len() as u64);
+        assert_eq!(
+            counts.payload_received,
+            hello_len + FRAME_HEADER + 2000,
+            "the hello travelled uncompressed"
+        );
+        assert!(counts.wire_sent < source.len() as u64 / 4, "{counts:?}");
+        assert!(counts.wire_received < counts.payload_received, "{counts:?}");
+        assert!(counts.compression_ratio().unwrap() > 4.0, "{counts:?}");
+        assert_eq!(
+            traffic.take_unbooked(),
+            (counts.wire_sent, counts.wire_received)
+        );
+        assert_eq!(traffic.take_unbooked(), (0, 0));
+    }
 
     #[tokio::test]
     async fn a_box_that_does_not_greet_is_reported() {
