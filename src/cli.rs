@@ -28,7 +28,7 @@ use crate::server::settings::BoxSettings;
     after_help = "As a compiler wrapper: sshcc COMPILER ARGS..., sshcc ARGS... (compiler cc), \
                   or a symlink named after the compiler.\n\
                   To check every configured host and its compilers: sshcc check [--json]\n\
-                  What the daemon is doing: sshcc status [--json]\n\
+                  What the daemon is doing: sshcc status [--json], or live: sshcc mon\n\
                   What sshcc did since the last reset: sshcc stats [--json] [--reset]"
 )]
 pub struct Options {
@@ -119,6 +119,12 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
             eprintln!("sshcc: {err:#}");
         }
         return crate::check::run(&args[1..]);
+    }
+    if invoked_as.contains("sshcc") && first == "mon" {
+        if let Err(err) = init_logging(None, None, "warn", false) {
+            eprintln!("sshcc: {err:#}");
+        }
+        return crate::monitor::run(&args[2..]);
     }
     if invoked_as.contains("sshcc") && matches!(first.as_str(), "status" | "stats") {
         if let Err(err) = init_logging(None, None, "warn", false) {

@@ -15,8 +15,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::ipc::{Acquire, Placement, kind};
 use super::runtime_dir::RuntimeDir;
+use crate::dispatch::tracker::LocalReason;
 use crate::mux::frame::{self, Compression, Frame};
-use crate::status::Status;
+use crate::status::{Stats, Status};
 
 /// How long a freshly spawned daemon may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,13 +117,38 @@ impl DaemonClient {
 
     /// Reports that the box refused the job, and why.
     pub async fn refused(&mut self, why: &str) -> anyhow::Result<()> {
-        frame::write_frame(
-            &mut self.writer,
-            &Frame::new(kind::REFUSED, 0, why.as_bytes().to_vec()),
-            Compression::None,
-        )
-        .await?;
+        self.send(Frame::new(kind::REFUSED, 0, why.as_bytes().to_vec()))
+            .await
+    }
+
+    /// Tells the daemon the job compiles here now, and why.
+    pub async fn local(&mut self, reason: LocalReason) -> anyhow::Result<()> {
+        self.send(Frame::new(kind::LOCAL, 0, vec![reason.code()]))
+            .await
+    }
+
+    /// Tells the daemon the job's exit status.
+    pub async fn done(&mut self, status: u8) -> anyhow::Result<()> {
+        self.send(Frame::new(kind::DONE, 0, vec![status])).await
+    }
+
+    async fn send(&mut self, message: Frame) -> anyhow::Result<()> {
+        frame::write_frame(&mut self.writer, &message, Compression::None).await?;
         Ok(())
+    }
+
+    /// The counts since the last reset; `reset` then starts counting again.
+    pub async fn stats(&mut self, reset: bool) -> anyhow::Result<Stats> {
+        let reply = self
+            .exchange(Frame::new(kind::STATS, 0, vec![u8::from(reset)]))
+            .await?;
+        match reply.kind {
+            kind::STATS_REPLY => {
+                serde_json::from_slice(&reply.payload).context("unreadable counts from the daemon")
+            }
+            kind::STATS_FAILED => bail!("{}", String::from_utf8_lossy(&reply.payload)),
+            other => bail!("unexpected reply kind {other}"),
+        }
     }
 
     /// What the daemon is doing now.
@@ -176,10 +202,27 @@ pub fn fetch_status() -> anyhow::Result<Status> {
     serde_json::from_slice(&reply.1).context("unreadable status from the daemon")
 }
 
-/// The counts since the last reset (see [`crate::status::Stats`]); `reset` starts
-/// counting again.
-pub fn fetch_stats(_reset: bool) -> anyhow::Result<crate::status::Stats> {
-    anyhow::bail!("not implemented yet")
+/// The counts since the last reset (see [`Stats`]), including what a running daemon
+/// has not saved yet; `reset` then starts counting again. Without a daemon, read from
+/// (and reset in) the stats file directly.
+pub fn fetch_stats(reset: bool) -> anyhow::Result<Stats> {
+    let dir = RuntimeDir::prepare()?;
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(dir.socket()) else {
+        return super::stats_file::merge_and_maybe_reset(
+            &super::stats_file::path(),
+            &Stats::default(),
+            reset,
+            super::report::now_unix(),
+        );
+    };
+    let (reply_kind, payload) = blocking_exchange(stream, kind::STATS, &[u8::from(reset)])?;
+    match reply_kind {
+        kind::STATS_REPLY => {
+            serde_json::from_slice(&payload).context("unreadable counts from the daemon")
+        }
+        kind::STATS_FAILED => bail!("{}", String::from_utf8_lossy(&payload)),
+        other => bail!("unexpected reply kind {other}"),
+    }
 }
 
 /// One request and its reply over the daemon socket, blocking: `(kind, payload)`.

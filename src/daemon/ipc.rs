@@ -4,7 +4,11 @@
 //! One wrapper connection serves one compile: ACQUIRE (maybe again after a host
 //! failed) → ASSIGNED, then JOB → RESULT or FAILED. The slot is held until the next
 //! ACQUIRE or the connection closes, so a wrapper killed by Ctrl-C frees it and cancels
-//! its job on the box.
+//! its job on the box. LOCAL says the wrapper compiles here (and why), DONE gives its
+//! exit status, so `sshcc status` and `sshcc stats` see every compile.
+//!
+//! Other clients ask STATUS → STATUS_REPLY, STATS → STATS_REPLY or STOP → STOPPING on
+//! a connection of their own.
 //!
 //! A change to these messages must bump [`super::runtime_dir::SOCKET_NAME`]: wrappers
 //! and a daemon of different versions must never meet.
@@ -31,6 +35,19 @@ pub mod kind {
     pub const STATUS: u8 = 24;
     /// Daemon → client: a JSON [`crate::status::Status`].
     pub const STATUS_REPLY: u8 = 25;
+    /// Wrapper → daemon: the job compiles here now (payload: one byte,
+    /// [`crate::dispatch::tracker::LocalReason::code`]); a remote slot is released.
+    pub const LOCAL: u8 = 26;
+    /// Wrapper → daemon: the job's exit status (payload: one byte), just before the
+    /// wrapper exits.
+    pub const DONE: u8 = 27;
+    /// Any client → daemon: the counts since the last reset (payload: one byte, 1 to
+    /// reset them afterwards).
+    pub const STATS: u8 = 28;
+    /// Daemon → client: a JSON [`crate::status::Stats`], or (kind [`STATS_FAILED`]) why
+    /// the counts could not be read.
+    pub const STATS_REPLY: u8 = 29;
+    pub const STATS_FAILED: u8 = 30;
 }
 
 /// A wrapper's request for a slot.
@@ -53,6 +70,9 @@ pub struct Acquire {
     pub local_compiler: String,
     /// `host=policy` (`*=policy` for the rest): how strictly toolchains must match.
     pub toolchain_policies: Vec<String>,
+    /// The source file as the build named it, and the wrapper's pid (`sshcc status`).
+    pub file: String,
+    pub pid: u32,
 }
 
 impl Acquire {
@@ -74,6 +94,8 @@ impl Acquire {
             .str(&self.compiler)
             .str(&self.local_compiler)
             .strings(&self.toolchain_policies)
+            .str(&self.file)
+            .u32(self.pid)
             .finish()
     }
 
@@ -92,6 +114,8 @@ impl Acquire {
             compiler: reader.string()?,
             local_compiler: reader.string()?,
             toolchain_policies: reader.strings()?,
+            file: reader.string()?,
+            pid: reader.u32()?,
         })
     }
 }
@@ -182,6 +206,8 @@ mod tests {
             compiler: "x86_64-linux-gnu-gcc".into(),
             local_compiler: "/usr/bin/x86_64-linux-gnu-gcc-12".into(),
             toolchain_policies: vec!["*=strict".into(), "old=version".into()],
+            file: "src/x.c".into(),
+            pid: 4242,
         };
         assert_eq!(Acquire::decode(&acquire.encode()).unwrap(), acquire);
         for assigned in [

@@ -3,12 +3,15 @@
 //!
 //! Started on demand by the first wrapper (see [`client`]), it exits after
 //! `SSHCC_IDLE_TIMEOUT` seconds (default 600) without a wrapper, or on `sshcc --stop`.
+//! It answers `sshcc status` from what its dispatcher tracks, and adds what it counted
+//! to the stats file ([`stats_file`]) every few seconds and when it exits.
 
 pub mod client;
 pub mod ipc;
 pub mod report;
 pub mod runtime_dir;
 pub mod session;
+pub mod stats_file;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,12 +23,16 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use crate::dispatch::Dispatcher;
+use crate::dispatch::tracker::LocalReason;
 use crate::mux::frame::{self, Compression, Frame};
+use crate::status::{Stats, Status};
 use ipc::{Acquire, kind};
 use runtime_dir::RuntimeDir;
 use session::Session;
 
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often counts are added to the stats file (when there are any).
+const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the daemon's tasks share.
 struct Shared {
@@ -59,6 +66,15 @@ pub async fn run(dir: RuntimeDir) -> anyhow::Result<()> {
         activity: Notify::new(),
         stop: Notify::new(),
     });
+    let flusher = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(STATS_FLUSH_INTERVAL).await;
+                flush_stats(&shared.dispatcher, false).await;
+            }
+        })
+    };
     loop {
         let idle = async {
             loop {
@@ -96,7 +112,78 @@ pub async fn run(dir: RuntimeDir) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(&socket);
+    flusher.abort();
+    flush_stats(&shared.dispatcher, true).await;
+    if let Some(summary) = summary(&shared.dispatcher.tracker().life()) {
+        tracing::info!("{summary}");
+    }
     Ok(())
+}
+
+/// Adds what the dispatcher counted since the last call to the stats file and
+/// returns the file's counts, or, with `reset`, also starts them over. Counts that
+/// cannot be written are kept for the next try.
+async fn save_stats(dispatcher: &Arc<Dispatcher>, reset: bool) -> anyhow::Result<Stats> {
+    dispatcher.book_traffic();
+    let pending = dispatcher.tracker().take_pending();
+    let delta = pending.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        stats_file::merge_and_maybe_reset(&stats_file::path(), &delta, reset, report::now_unix())
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|result| result);
+    if written.is_err() {
+        dispatcher.tracker().restore_pending(&pending);
+    }
+    written
+}
+
+/// The periodic (and the final) save, when something was counted.
+async fn flush_stats(dispatcher: &Arc<Dispatcher>, last: bool) {
+    dispatcher.book_traffic();
+    if !dispatcher.tracker().has_pending() {
+        return;
+    }
+    if let Err(err) = save_stats(dispatcher, false).await {
+        if last {
+            tracing::warn!("cannot save the build counts: {err:#}");
+        } else {
+            tracing::debug!("cannot save the build counts (trying again later): {err:#}");
+        }
+    }
+}
+
+/// One line about what this daemon did, for its log when it exits; `None` if nothing.
+fn summary(life: &Stats) -> Option<String> {
+    let remote: u64 = life.hosts.iter().map(|host| host.remote_jobs).sum();
+    if remote + life.local_jobs + life.fallback_jobs + life.errors == 0 {
+        return None;
+    }
+    let per_host: Vec<String> = life
+        .hosts
+        .iter()
+        .filter(|host| host.remote_jobs > 0 || host.failures > 0)
+        .map(|host| {
+            format!(
+                "{} {} ({} failed, {} sent, {} received)",
+                host.host,
+                host.remote_jobs,
+                host.failures,
+                report::bytes(host.bytes_sent),
+                report::bytes(host.bytes_received)
+            )
+        })
+        .collect();
+    Some(format!(
+        "build summary: {remote} jobs remote [{}], {} local, {} fallback, {} errors; \
+         about {} of compiling taken off this machine",
+        per_host.join(", "),
+        life.local_jobs,
+        life.fallback_jobs,
+        life.errors,
+        report::duration(life.time_saved_ms)
+    ))
 }
 
 /// Counts a connection as a wrapper at work (for the idle clock) while it lives.
@@ -152,9 +239,29 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
                 session.refused(&String::from_utf8_lossy(&request.payload));
                 continue;
             }
+            kind::LOCAL => {
+                let reason = request
+                    .payload
+                    .first()
+                    .and_then(|code| LocalReason::from_code(*code))
+                    .unwrap_or(LocalReason::Fallback);
+                session.local(reason);
+                continue;
+            }
+            kind::DONE => {
+                session.done(request.payload.first().copied().unwrap_or(0));
+                continue;
+            }
             kind::STATUS => {
                 let status = status_of(shared);
                 Frame::new(kind::STATUS_REPLY, 0, serde_json::to_vec(&status)?)
+            }
+            kind::STATS => {
+                let reset = request.payload.first() == Some(&1);
+                match save_stats(&shared.dispatcher, reset).await {
+                    Ok(stats) => Frame::new(kind::STATS_REPLY, 0, serde_json::to_vec(&stats)?),
+                    Err(err) => Frame::new(kind::STATS_FAILED, 0, format!("{err:#}").into_bytes()),
+                }
             }
             kind::STOP => {
                 frame::write_frame(
@@ -174,13 +281,14 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
 }
 
 /// What `sshcc status` shows.
-fn status_of(shared: &Shared) -> crate::status::Status {
-    crate::status::Status {
+fn status_of(shared: &Shared) -> Status {
+    let (hosts, jobs) = shared.dispatcher.status();
+    Status {
         schema: crate::status::SCHEMA,
         sshcc_version: env!("CARGO_PKG_VERSION").to_string(),
         daemon_pid: Some(std::process::id()),
         uptime_ms: shared.started.elapsed().as_millis() as u64,
-        hosts: Vec::new(),
-        jobs: Vec::new(),
+        hosts,
+        jobs,
     }
 }

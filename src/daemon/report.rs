@@ -64,9 +64,10 @@ pub fn render_status(status: &Status) -> String {
         status.sshcc_version,
         duration(status.uptime_ms)
     );
+    let width = column_width(status.hosts.iter().map(|host| host.host.as_str()), 16);
     let _ = writeln!(
         out,
-        "{:<24} {:>7} {:>6} {:>5} {:>8} {:>9} {:>9} {:>6}  STATE",
+        "{:<width$} {:>7} {:>6} {:>5} {:>8} {:>9} {:>9} {:>6}  STATE",
         "HOST", "SLOTS", "DONE", "FAIL", "RTT", "SENT", "RECEIVED", "RATIO"
     );
     for host in &status.hosts {
@@ -85,7 +86,7 @@ pub fn render_status(status: &Status) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<24} {:>7} {:>6} {:>5} {:>8} {:>9} {:>9} {:>6}  {state}",
+            "{:<width$} {:>7} {:>6} {:>5} {:>8} {:>9} {:>9} {:>6}  {state}",
             host.host,
             format!("{}/{}", host.slots_busy, host.slots_total),
             host.jobs_done,
@@ -101,9 +102,17 @@ pub fn render_status(status: &Status) -> String {
     if status.jobs.is_empty() {
         out.push_str("no jobs in flight\n");
     } else {
+        let files = column_width(status.jobs.iter().map(|job| job.file.as_str()), 16);
+        let hosts = column_width(
+            status
+                .jobs
+                .iter()
+                .map(|job| job.host.as_deref().unwrap_or("-")),
+            8,
+        );
         let _ = writeln!(
             out,
-            "{:>7}  {:<28} {:<24} {:<10} {:>8} {:>8}",
+            "{:>7}  {:<files$} {:<hosts$} {:<10} {:>8} {:>8}",
             "PID", "FILE", "HOST", "PHASE", "IN PHASE", "TOTAL"
         );
         for job in &status.jobs {
@@ -113,7 +122,7 @@ pub fn render_status(status: &Status) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{:>7}  {:<28} {:<24} {:<10} {:>8} {:>8}",
+                "{:>7}  {:<files$} {:<hosts$} {:<10} {:>8} {:>8}",
                 job.pid,
                 job.file,
                 job.host.as_deref().unwrap_or("-"),
@@ -187,17 +196,18 @@ pub fn render_stats(stats: &Stats, now: u64) -> String {
         stats.errors,
         duration(stats.time_saved_ms)
     );
+    let width = column_width(stats.hosts.iter().map(|host| host.host.as_str()), 16);
     if !stats.hosts.is_empty() {
         let _ = writeln!(
             out,
-            "{:<24} {:>7} {:>8} {:>9} {:>9} {:>10}",
+            "{:<width$} {:>7} {:>8} {:>9} {:>9} {:>10}",
             "HOST", "JOBS", "FAILURES", "SENT", "RECEIVED", "BOX TIME"
         );
     }
     for host in &stats.hosts {
         let _ = writeln!(
             out,
-            "{:<24} {:>7} {:>8} {:>9} {:>9} {:>10}",
+            "{:<width$} {:>7} {:>8} {:>9} {:>9} {:>10}",
             host.host,
             host.remote_jobs,
             host.failures,
@@ -209,6 +219,15 @@ pub fn render_stats(stats: &Stats, now: u64) -> String {
     out
 }
 
+/// The width of a column holding `texts` (at least `minimum`).
+fn column_width<'a>(texts: impl Iterator<Item = &'a str>, minimum: usize) -> usize {
+    texts
+        .map(|text| text.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(minimum)
+}
+
 /// The current Unix time in seconds.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -217,7 +236,7 @@ pub fn now_unix() -> u64 {
 }
 
 /// `850ms`, `12.3s`, `4m05s`, `2h10m`.
-fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     match ms {
         0..1_000 => format!("{ms}ms"),
         1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
@@ -227,7 +246,7 @@ fn duration(ms: u64) -> String {
 }
 
 /// `512B`, `3.4kB`, `12.0MB`, `1.2GB` (powers of 1000).
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         0..1_000 => format!("{n}B"),
         1_000..1_000_000 => format!("{:.1}kB", n as f64 / 1e3),

@@ -3,11 +3,14 @@
 //! the wrapper drives one itself, in-process.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::ipc::{Acquire, Assigned, Placement};
+use crate::dispatch::tracker::LocalReason;
 use crate::dispatch::{Assignment, Dispatcher, LocalSlot, RemoteSlot, Route, ToolchainCheck};
 use crate::hosts;
+use crate::mux::client::{JobEvent, Observer};
+use crate::status::Phase;
 use crate::toolchain::Policy;
 
 /// The request's toolchain check; none when the wrapper named no compiler.
@@ -39,13 +42,15 @@ enum Held {
     },
 }
 
-/// A wrapper's slot and settings.
+/// A wrapper's slot and settings, and its job as `sshcc status` shows it.
 #[derive(Debug)]
 pub struct Session {
     dispatcher: Arc<Dispatcher>,
     held: Option<Held>,
     backoff: Duration,
     io_timeout: Duration,
+    /// The job's id in the dispatcher's tracker, from the first ACQUIRE.
+    job: Option<u64>,
 }
 
 impl Session {
@@ -55,12 +60,25 @@ impl Session {
             held: None,
             backoff: Duration::from_secs(60),
             io_timeout: Duration::from_secs(300),
+            job: None,
         }
+    }
+
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
     }
 
     /// Releases any slot held, then waits for a new one.
     pub async fn acquire(&mut self, request: &Acquire) -> Placement {
         self.held = None;
+        let tracker = self.dispatcher.tracker();
+        let job = match self.job {
+            Some(job) => {
+                tracker.requeue(job);
+                job
+            }
+            None => *self.job.insert(tracker.begin(&request.file, request.pid)),
+        };
         self.backoff = Duration::from_secs(request.backoff_secs.into());
         self.io_timeout = Duration::from_secs(request.io_timeout_secs.into());
         let specs = match hosts::parse(&request.hosts.join("\n")) {
@@ -90,10 +108,12 @@ impl Session {
                     host: slot.host().to_string(),
                     flavour: slot.flavour(),
                 };
+                tracker.phase(job, Phase::Preprocess, Some(slot.host()));
                 self.held = Some(Held::Remote(slot));
                 assigned
             }
             Assignment::Local(slot) => {
+                tracker.local(job, LocalReason::Slot);
                 self.held = Some(Held::Local { _slot: slot });
                 Assigned::Local {
                     host: "localhost".to_string(),
@@ -111,14 +131,56 @@ impl Session {
         let Some(Held::Remote(slot)) = &self.held else {
             return Err("no remote slot is held for this job".to_string());
         };
-        match slot.run(job_payload, self.io_timeout).await {
-            Ok(response) => Ok(response),
+        let observer = self.job.map(|job| {
+            let dispatcher = self.dispatcher.clone();
+            dispatcher.tracker().phase(job, Phase::Send, None);
+            Arc::new(move |event| {
+                let phase = match event {
+                    JobEvent::Sent => Phase::Compile,
+                    JobEvent::Answering => Phase::Receive,
+                };
+                dispatcher.tracker().advance(job, phase);
+            }) as Observer
+        });
+        let started = Instant::now();
+        match slot.run(job_payload, self.io_timeout, observer).await {
+            Ok(response) => {
+                if let Some(job) = self.job {
+                    let tracker = self.dispatcher.tracker();
+                    // A box that answered at once (before the writer reported the
+                    // request written) still shows it was asked and answered.
+                    tracker.advance(job, Phase::Receive);
+                    tracker.answered(job, slot.host(), started.elapsed());
+                }
+                Ok(response)
+            }
             Err(err) => {
                 let why = err.to_string();
                 slot.mark_failed(self.backoff, &why);
                 self.held = None;
+                if let Some(job) = self.job {
+                    self.dispatcher.tracker().requeue(job);
+                }
                 Err(why)
             }
+        }
+    }
+
+    /// The wrapper compiles the job here now, for `reason`; a remote slot is released
+    /// (a `localhost` slot stays held while it compiles).
+    pub fn local(&mut self, reason: LocalReason) {
+        if matches!(self.held, Some(Held::Remote(_))) {
+            self.held = None;
+        }
+        if let Some(job) = self.job {
+            self.dispatcher.tracker().local(job, reason);
+        }
+    }
+
+    /// The wrapper is about to exit with `status`.
+    pub fn done(&mut self, status: u8) {
+        if let Some(job) = self.job {
+            self.dispatcher.tracker().done(job, status);
         }
     }
 
@@ -132,6 +194,16 @@ impl Session {
                 why
             };
             slot.mark_failed(self.backoff, why);
+        }
+    }
+}
+
+impl Drop for Session {
+    /// The wrapper's connection ended: the job leaves `sshcc status` and is counted.
+    fn drop(&mut self) {
+        self.held = None;
+        if let Some(job) = self.job {
+            self.dispatcher.tracker().finish(job);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! when sshd refuses a session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use russh::ChannelMsg;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
-use crate::mux::client::{MuxClient, MuxError};
+use crate::mux::client::{Counted, JobEvent, MuxClient, MuxError, Observer, Traffic};
 use crate::protocol::{self, Limits, Request, Response, Version};
 use crate::ssh::config::{ClientOptions, SshTarget};
 use crate::ssh::connection::SshConnection;
@@ -63,11 +63,40 @@ pub enum RemoteIdentity {
     Unverifiable(&'static str),
 }
 
+/// What is measured about a host's connections, kept across reconnections: the bytes
+/// ([`Traffic`]) and the last round-trip time.
+#[derive(Debug, Default)]
+pub struct LinkMeter {
+    pub traffic: Arc<Traffic>,
+    /// The last round-trip time measured, and when.
+    rtt: Mutex<Option<(Duration, Instant)>>,
+    /// Set while a round-trip probe is under way.
+    probing: AtomicBool,
+}
+
+impl LinkMeter {
+    pub fn record_rtt(&self, rtt: Duration) {
+        *self.rtt.lock().expect("rtt lock") = Some((rtt, Instant::now()));
+    }
+
+    /// The last round-trip time and when it was measured.
+    pub fn rtt(&self) -> Option<(Duration, Instant)> {
+        *self.rtt.lock().expect("rtt lock")
+    }
+}
+
+/// How long a round-trip probe may take before it is given up (the box is busy or the
+/// link is stalling; the next probe tries again).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to one box and the way jobs use it.
 #[derive(Debug)]
 pub struct HostLink {
     label: String,
     transport: Transport,
+    meter: Arc<LinkMeter>,
+    /// Jobs running on the link now (TCP: connections open now).
+    in_flight: AtomicUsize,
     /// Answers about compilers, by compiler name, with when they were given. The lock
     /// is held while asking, so concurrent first jobs ask (and the box hashes) once.
     identities: tokio::sync::Mutex<HashMap<String, (Instant, RemoteIdentity)>>,
@@ -94,15 +123,19 @@ enum Transport {
 
 impl HostLink {
     /// Connects to `target` and starts `command --mux`; falls back to distccd's per-job
-    /// mode when the command does not speak it.
+    /// mode when the command does not speak it. What the link measures goes to `meter`;
+    /// the first round-trip time is the SSH channel open (sshd confirms it before it
+    /// starts any process).
     pub async fn open(
         target: &SshTarget,
         options: &ClientOptions,
         command: &str,
+        meter: Arc<LinkMeter>,
     ) -> anyhow::Result<Self> {
         let ssh = SshConnection::connect(target, options).await?;
         // Opening a channel has no deadline of its own: a box that authenticated and then
         // hung would hold every job waiting for this connection.
+        let opening = Instant::now();
         let channel = tokio::time::timeout(GREETING_TIMEOUT, ssh.exec(&format!("{command} --mux")))
             .await
             .map_err(|_| {
@@ -112,6 +145,7 @@ impl HostLink {
                 )
             })?
             .with_context(|| format!("cannot start `{command} --mux` on {}", ssh.label()))?;
+        meter.record_rtt(opening.elapsed());
         let (mut from_box, to_box) = channel.split();
         let (pipe_writer, pipe_reader) = tokio::io::duplex(1 << 20);
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
@@ -152,7 +186,14 @@ impl HostLink {
                 }
             });
         }
-        match MuxClient::handshake(pipe_reader, to_box.make_writer(), GREETING_TIMEOUT).await {
+        match MuxClient::handshake_counted(
+            pipe_reader,
+            to_box.make_writer(),
+            GREETING_TIMEOUT,
+            meter.traffic.clone(),
+        )
+        .await
+        {
             Ok(client) => {
                 tracing::info!(
                     "{}: sshcc {} on {}",
@@ -163,6 +204,8 @@ impl HostLink {
                 Ok(HostLink {
                     label: ssh.label().to_string(),
                     transport: Transport::Mux { ssh, client },
+                    meter,
+                    in_flight: AtomicUsize::new(0),
                     identities: Default::default(),
                     retired: AtomicBool::new(false),
                 })
@@ -191,6 +234,8 @@ impl HostLink {
                         command: command.to_string(),
                         channels: Semaphore::new(EXEC_CHANNELS_PER_CONNECTION),
                     },
+                    meter,
+                    in_flight: AtomicUsize::new(0),
                     identities: Default::default(),
                     retired: AtomicBool::new(false),
                 })
@@ -199,13 +244,15 @@ impl HostLink {
     }
 
     /// A TCP host: nothing to open until a job needs it.
-    pub fn tcp(host: &str, port: u16) -> Self {
+    pub fn tcp(host: &str, port: u16, meter: Arc<LinkMeter>) -> Self {
         HostLink {
             label: format!("{host}:{port}"),
             transport: Transport::Tcp {
                 host: host.to_string(),
                 port,
             },
+            meter,
+            in_flight: AtomicUsize::new(0),
             identities: Default::default(),
             retired: AtomicBool::new(false),
         }
@@ -261,6 +308,44 @@ impl HostLink {
         &self.label
     }
 
+    /// Whether the box is connected now: the SSH connection is up, or (TCP) a job's
+    /// connection is open.
+    pub fn is_connected(&self) -> bool {
+        match &self.transport {
+            Transport::Tcp { .. } => self.in_flight.load(Ordering::Relaxed) > 0,
+            _ => !self.is_closed(),
+        }
+    }
+
+    /// Measures the round-trip time again if the last measure is older than `max_age`
+    /// and no probe is under way (only an `sshcc --mux` link can be probed: see
+    /// [`MuxClient::round_trip`]); returns at once, the probe runs in the background.
+    pub fn refresh_rtt(self: &Arc<Self>, max_age: Duration) {
+        let Transport::Mux { client, .. } = &self.transport else {
+            return;
+        };
+        if client.hello().protocol < 2
+            || self.is_closed()
+            || self
+                .meter
+                .rtt()
+                .is_some_and(|(_, measured)| measured.elapsed() < max_age)
+            || self.meter.probing.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let link = self.clone();
+        tokio::spawn(async move {
+            if let Transport::Mux { client, .. } = &link.transport
+                && let Ok(Ok(Some(rtt))) =
+                    tokio::time::timeout(PROBE_TIMEOUT, client.round_trip()).await
+            {
+                link.meter.record_rtt(rtt);
+            }
+            link.meter.probing.store(false, Ordering::SeqCst);
+        });
+    }
+
     /// Takes the link out of service after a job got no answer within
     /// `DISTCC_IO_TIMEOUT`. A connection that went silent without closing (a stalled
     /// network path, a hung or rebooted box) stays open until the SSH keepalive gives up
@@ -279,12 +364,33 @@ impl HostLink {
     /// [`protocol::job::encode_job`]; the answer is a protocol-1 response). An sshcc box
     /// gets the bytes as they are; a stock distccd gets the plain request in protocol 2
     /// when `lzo` is set, else 1, and no context (distcc's protocol has no place for it).
-    pub async fn run(&self, job_payload: Vec<u8>, lzo: bool) -> Result<Vec<u8>, LinkError> {
+    /// `observer` hears when the request is out and when the answer starts arriving.
+    pub async fn run(
+        &self,
+        job_payload: Vec<u8>,
+        lzo: bool,
+        observer: Option<Observer>,
+    ) -> Result<Vec<u8>, LinkError> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = self.run_counted(job_payload, lzo, observer).await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn run_counted(
+        &self,
+        job_payload: Vec<u8>,
+        lzo: bool,
+        observer: Option<Observer>,
+    ) -> Result<Vec<u8>, LinkError> {
         if let Transport::Mux { client, .. } = &self.transport {
-            return client.run(job_payload).await.map_err(|err| match err {
-                MuxError::Lost => LinkError(format!("lost the connection to {}", self.label())),
-                other => LinkError(format!("{}: {other}", self.label())),
-            });
+            return client
+                .run_observed(job_payload, observer)
+                .await
+                .map_err(|err| match err {
+                    MuxError::Lost => LinkError(format!("lost the connection to {}", self.label())),
+                    other => LinkError(format!("{}: {other}", self.label())),
+                });
         }
         let (request, _context) = protocol::job::decode_job(&job_payload, &Limits::default())
             .await
@@ -298,24 +404,39 @@ impl HostLink {
                 channels,
             } => {
                 let _permit = channels.acquire().await.expect("semaphore never closed");
-                self.run_inetd(ssh, command, &request).await?
+                self.run_inetd(ssh, command, &request, observer.as_ref())
+                    .await?
             }
-            Transport::Tcp { host, port } => self.run_tcp(host, *port, &request).await?,
+            Transport::Tcp { host, port } => {
+                self.run_tcp(host, *port, &request, observer.as_ref())
+                    .await?
+            }
             Transport::Mux { .. } => unreachable!("handled above"),
         };
-        Ok(protocol::distcc::encode_response(Version::V1, &response))
+        let traffic = &self.meter.traffic;
+        traffic.job_sent();
+        traffic.payload_sent(plain_request_len(&request));
+        let answer = protocol::distcc::encode_response(Version::V1, &response);
+        traffic.payload_received(answer.len() as u64);
+        Ok(answer)
     }
 
     /// One job over TCP to `distccd --daemon`, with distcc's 4-second connect timeout.
+    /// The connect time (one SYN round trip) is the host's round-trip time.
     async fn run_tcp(
         &self,
         host: &str,
         port: u16,
         request: &Request,
+        observer: Option<&Observer>,
     ) -> Result<Response, LinkError> {
         let connect = tokio::net::TcpStream::connect((host, port));
-        let mut stream = match tokio::time::timeout(TCP_CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(stream)) => stream,
+        let connecting = Instant::now();
+        let stream = match tokio::time::timeout(TCP_CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(stream)) => {
+                self.meter.record_rtt(connecting.elapsed());
+                stream
+            }
             Ok(Err(err)) => {
                 return Err(LinkError(format!(
                     "cannot connect to {}: {err}",
@@ -330,13 +451,20 @@ impl HostLink {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.split();
         // distccd reads the whole request before answering, and treats EOF as the client
         // going away, so write everything, keep the socket open, then read.
-        protocol::write_request(&mut writer, request)
+        let mut stream = Counted::new(stream, self.meter.traffic.clone());
+        protocol::write_request(&mut stream, request)
             .await
             .map_err(|err| LinkError(format!("{}: sending the job failed: {err}", self.label())))?;
-        protocol::read_response(&mut reader, request.version, &Limits::default())
+        if let Some(observer) = observer {
+            observer(JobEvent::Sent);
+        }
+        let mut stream = AnnounceFirstByte {
+            inner: stream,
+            observer,
+        };
+        protocol::read_response(&mut stream, request.version, &Limits::default())
             .await
             .map_err(|err| {
                 LinkError(format!(
@@ -351,12 +479,17 @@ impl HostLink {
         ssh: &SshConnection,
         command: &str,
         request: &Request,
+        observer: Option<&Observer>,
     ) -> Result<Response, LinkError> {
         let remote = format!("{command} --inetd --enable-tcp-insecure");
         let mut attempt = 0;
         let channel = loop {
+            let opening = Instant::now();
             match ssh.exec(&remote).await {
-                Ok(channel) => break channel,
+                Ok(channel) => {
+                    self.meter.record_rtt(opening.elapsed());
+                    break channel;
+                }
                 // sshd refuses sessions beyond MaxSessions until it reaps closed ones.
                 Err(russh::Error::ChannelOpenFailure(_)) if attempt < CHANNEL_OPEN_RETRIES => {
                     attempt += 1;
@@ -374,12 +507,28 @@ impl HostLink {
         let bytes = protocol::distcc::encode_request(request);
         // distccd kills the job on EOF, so send no EOF; read while writing so neither
         // side's window fills up.
-        let send = async { to_box.data(&bytes[..]).await };
+        let traffic = &self.meter.traffic;
+        let send = async {
+            let sent = to_box.data(&bytes[..]).await;
+            traffic.wire_sent(bytes.len() as u64);
+            if let Some(observer) = observer {
+                observer(JobEvent::Sent);
+            }
+            sent
+        };
         let receive = async {
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
             while let Some(message) = from_box.wait().await {
                 match message {
-                    ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                    ChannelMsg::Data { data } => {
+                        if stdout.is_empty()
+                            && let Some(observer) = observer
+                        {
+                            observer(JobEvent::Answering);
+                        }
+                        traffic.wire_received(data.len() as u64);
+                        stdout.extend_from_slice(&data);
+                    }
                     ChannelMsg::ExtendedData { data, .. } => stderr.extend_from_slice(&data),
                     ChannelMsg::Eof | ChannelMsg::Close => break,
                     _ => {}
@@ -409,5 +558,54 @@ impl HostLink {
                     }
                 ))
             })
+    }
+}
+
+/// The length of `request` in distcc's protocol 1 (uncompressed): the `DIST`, `ARGC`,
+/// `ARGV` and `DOTI` tokens (12 bytes each) and what follows them.
+fn plain_request_len(request: &Request) -> u64 {
+    let tokens = 3 + request.argv.len() as u64;
+    let argv: u64 = request.argv.iter().map(|arg| arg.len() as u64).sum();
+    12 * tokens + argv + request.source.len() as u64
+}
+
+/// A reader that tells the job's observer when the first byte of the answer arrives.
+struct AnnounceFirstByte<'a, R> {
+    inner: R,
+    observer: Option<&'a Observer>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for AnnounceFirstByte<'_, R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before
+            && let Some(observer) = self.observer.take()
+        {
+            observer(JobEvent::Answering);
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_request_length_is_what_protocol_1_encodes() {
+        let request = Request {
+            version: Version::V1,
+            argv: vec!["gcc".into(), "-c".into(), "x.c".into()],
+            source: b"int x;\n".to_vec(),
+        };
+        assert_eq!(
+            plain_request_len(&request),
+            protocol::distcc::encode_request(&request).len() as u64
+        );
     }
 }

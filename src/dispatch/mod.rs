@@ -7,21 +7,29 @@
 //! builds with different `DISTCC_HOSTS` can share one daemon.
 
 pub mod link;
+pub mod tracker;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::hosts::{HostKind, HostSpec};
+use crate::mux::client::Observer;
 use crate::ssh::config::{self, ClientOptions};
+use crate::status::{self, HostStatus, JobStatus};
 use crate::toolchain::{Fingerprint, FingerprintCache, Policy};
-use link::{Flavour, HostLink, LinkError, RemoteIdentity};
+use link::{Flavour, HostLink, LinkError, LinkMeter, RemoteIdentity};
+use tracker::Tracker;
 
 /// The remote command when the host entry names none.
 pub const DEFAULT_REMOTE_COMMAND: &str = "sshcc";
+
+/// How old a round-trip time may be before `sshcc status` has it measured again.
+const RTT_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Where a wrapper may send one job.
 #[derive(Debug, Clone)]
@@ -85,9 +93,18 @@ pub enum Assignment {
 #[derive(Debug)]
 struct HostState {
     key: String,
+    /// Order of first use, for `sshcc status`.
+    seq: u64,
     spec: HostSpec,
     ssh: ClientOptions,
     busy: Mutex<u32>,
+    /// Jobs the host answered, and jobs it failed, since the daemon started.
+    done: AtomicU64,
+    failed: AtomicU64,
+    meter: Arc<LinkMeter>,
+    /// The connection jobs use now (a copy of `link` that status reads without waiting
+    /// for a connection attempt).
+    current: Mutex<Option<Arc<HostLink>>>,
     backoff_until: Mutex<Option<Instant>>,
     /// Why the host was last backed off, for the messages of jobs that cannot use it.
     last_failure: Mutex<String>,
@@ -115,14 +132,21 @@ impl RemoteSlot {
 
     /// Runs an encoded job on the box within `io_timeout` (`DISTCC_IO_TIMEOUT`); see
     /// [`HostLink::run`].
+    /// `observer` hears of the job's progress on the link.
     pub async fn run(
         &self,
         job_payload: Vec<u8>,
         io_timeout: Duration,
+        observer: Option<Observer>,
     ) -> Result<Vec<u8>, LinkError> {
-        match tokio::time::timeout(io_timeout, self.link.run(job_payload, self.host.spec.lzo)).await
-        {
-            Ok(result) => result,
+        let running = self.link.run(job_payload, self.host.spec.lzo, observer);
+        match tokio::time::timeout(io_timeout, running).await {
+            Ok(result) => {
+                if result.is_ok() {
+                    self.host.done.fetch_add(1, Ordering::Relaxed);
+                }
+                result
+            }
             Err(_) => {
                 self.link.retire();
                 Err(LinkError(format!(
@@ -170,11 +194,95 @@ pub struct Dispatcher {
     local_toolchains: Arc<FingerprintCache>,
     /// Notices already given, so each is given once per daemon life.
     told: Mutex<HashSet<String>>,
+    /// Jobs in flight and counts for `sshcc status` and `sshcc stats`.
+    tracker: Tracker,
+    next_seq: AtomicU64,
 }
 
 impl Dispatcher {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Every host entry used so far (remote hosts in order of first use, then one row
+    /// for this machine), and the jobs in flight. Has round-trip times older than a few
+    /// seconds measured again in the background, so a monitor sees fresh ones.
+    pub fn status(&self) -> (Vec<HostStatus>, Vec<JobStatus>) {
+        let mut hosts: Vec<Arc<HostState>> = self
+            .hosts
+            .lock()
+            .expect("hosts lock")
+            .values()
+            .cloned()
+            .collect();
+        hosts.sort_by_key(|host| host.seq);
+        let (local, remote): (Vec<_>, Vec<_>) = hosts
+            .into_iter()
+            .partition(|host| matches!(host.spec.kind, HostKind::Local));
+        let mut rows: Vec<HostStatus> = remote.iter().map(|host| self.host_status(host)).collect();
+        let local_name = local
+            .first()
+            .map_or_else(|| "localhost".to_string(), |host| host.spec.text.clone());
+        rows.push(HostStatus {
+            host: local_name.clone(),
+            kind: status::HostKind::Local,
+            slots_total: local.iter().map(|host| host.spec.slots).sum(),
+            slots_busy: self.tracker.local_busy(),
+            jobs_done: self.tracker.local_done(),
+            connected: true,
+            ..HostStatus::default()
+        });
+        (rows, self.tracker.jobs(&local_name))
+    }
+
+    fn host_status(&self, host: &HostState) -> HostStatus {
+        let link = host.current.lock().expect("current lock").clone();
+        if let Some(link) = &link {
+            link.refresh_rtt(RTT_MAX_AGE);
+        }
+        let traffic = host.meter.traffic.counts();
+        let backoff = (*host.backoff_until.lock().expect("backoff lock"))
+            .and_then(|until| until.checked_duration_since(Instant::now()));
+        let last_error = host.last_failure.lock().expect("failure lock").clone();
+        HostStatus {
+            host: host.spec.text.clone(),
+            kind: match host.spec.kind {
+                HostKind::Tcp { .. } => status::HostKind::Tcp,
+                HostKind::Ssh { .. } => status::HostKind::Ssh,
+                HostKind::Local => status::HostKind::Local,
+            },
+            slots_total: host.spec.slots,
+            slots_busy: *host.busy.lock().expect("busy lock"),
+            jobs_done: host.done.load(Ordering::Relaxed),
+            jobs_failed: host.failed.load(Ordering::Relaxed),
+            backoff_remaining_ms: backoff.map(|left| left.as_millis().max(1) as u64),
+            last_error: (!last_error.is_empty()).then_some(last_error),
+            connected: link.is_some_and(|link| link.is_connected()),
+            rtt_ms: host.meter.rtt().map(|(rtt, _)| rtt.as_secs_f64() * 1000.0),
+            bytes_sent: traffic.wire_sent,
+            bytes_received: traffic.wire_received,
+            compression_ratio: traffic.compression_ratio(),
+        }
+    }
+
+    /// Moves the bytes every host sent and received since the last call into the
+    /// tracker's counts (before they are written to the stats file).
+    pub fn book_traffic(&self) {
+        let hosts: Vec<Arc<HostState>> = self
+            .hosts
+            .lock()
+            .expect("hosts lock")
+            .values()
+            .cloned()
+            .collect();
+        for host in hosts {
+            let (sent, received) = host.meter.traffic.take_unbooked();
+            self.tracker.bytes(&host.spec.text, sent, received);
+        }
     }
 
     fn state(&self, spec: &HostSpec, ssh: &ClientOptions) -> Arc<HostState> {
@@ -187,9 +295,14 @@ impl Dispatcher {
             .or_insert_with(|| {
                 Arc::new(HostState {
                     key,
+                    seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
                     spec: spec.clone(),
                     ssh: ssh.clone(),
                     busy: Mutex::new(0),
+                    done: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
+                    meter: Arc::default(),
+                    current: Mutex::new(None),
                     backoff_until: Mutex::new(None),
                     last_failure: Mutex::new(String::new()),
                     link: tokio::sync::Mutex::new(None),
@@ -424,6 +537,8 @@ impl Dispatcher {
     }
 
     fn back_off(&self, host: &HostState, period: Duration, why: &str) {
+        host.failed.fetch_add(1, Ordering::Relaxed);
+        self.tracker.host_failed(&host.spec.text);
         if !period.is_zero() {
             *host.backoff_until.lock().expect("backoff lock") = Some(Instant::now() + period);
         }
@@ -433,6 +548,7 @@ impl Dispatcher {
             && link.as_ref().is_some_and(|link| link.is_closed())
         {
             *link = None;
+            *host.current.lock().expect("current lock") = None;
         }
         tracing::debug!(host = %host.key, "backing off for {period:?}");
     }
@@ -461,12 +577,18 @@ impl Dispatcher {
             } => {
                 let target = config::resolve_with(name, user.as_deref(), None, &host.ssh)?;
                 let command = command.as_deref().unwrap_or(DEFAULT_REMOTE_COMMAND);
-                Arc::new(HostLink::open(&target, &host.ssh, command).await?)
+                Arc::new(HostLink::open(&target, &host.ssh, command, host.meter.clone()).await?)
             }
-            HostKind::Tcp { host: name, port } => Arc::new(HostLink::tcp(name, *port)),
+            HostKind::Tcp { host: name, port } => {
+                Arc::new(HostLink::tcp(name, *port, host.meter.clone()))
+            }
             HostKind::Local => anyhow::bail!("{} runs locally", host.spec.text),
         };
         *link = Some(opened.clone());
+        *host.current.lock().expect("current lock") = Some(opened.clone());
+        // The channel-open time measured while connecting includes sshd's set-up of a
+        // new login; one request over the open link is the round trip jobs will see.
+        opened.refresh_rtt(Duration::ZERO);
         Ok(opened)
     }
 }

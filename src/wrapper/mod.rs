@@ -22,11 +22,14 @@ use crate::daemon::client::DaemonClient;
 use crate::daemon::ipc::{Acquire, Assigned};
 use crate::daemon::runtime_dir::RuntimeDir;
 use crate::daemon::session::Session;
+use crate::daemon::stats_file;
 use crate::dispatch::Dispatcher;
 use crate::dispatch::link::Flavour;
+use crate::dispatch::tracker::LocalReason;
 use crate::exit_code::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostsError};
 use crate::protocol::{JobContext, Request, Response, Version};
+use crate::status::Stats;
 use crate::toolchain::{self, Policy};
 use invocation::{Invocation, SAFEGUARD};
 use preprocess::Mode;
@@ -401,6 +404,36 @@ impl Broker {
             Broker::InProcess(session) => session.refused(why),
         }
     }
+
+    /// The job compiles here now, for `reason` (a remote slot is released).
+    async fn local(&mut self, reason: LocalReason) {
+        match self {
+            Broker::Daemon(client) => {
+                let _ = client.local(reason).await;
+            }
+            Broker::InProcess(session) => session.local(reason),
+        }
+    }
+
+    /// The job ends with `status`. Without a daemon, its counts go to the stats file now.
+    async fn finish(self, status: u8) {
+        match self {
+            Broker::Daemon(mut client) => {
+                let _ = client.done(status).await;
+            }
+            Broker::InProcess(mut session) => {
+                session.done(status);
+                let dispatcher = session.dispatcher().clone();
+                drop(session);
+                dispatcher.book_traffic();
+                let counts = dispatcher.tracker().take_pending();
+                let saved = tokio::task::spawn_blocking(move || stats_file::merge(&counts)).await;
+                if let Ok(Err(err)) = saved {
+                    tracing::debug!("cannot count the job: {err:#}");
+                }
+            }
+        }
+    }
 }
 
 /// The real local compiler, for the dispatcher's toolchain check; empty (no check)
@@ -447,15 +480,15 @@ async fn distribute(
             tracing::warn!(
                 "no hosts configured (SSHCC_HOSTS, DISTCC_HOSTS or a hosts file); compiling {input} locally"
             );
-            return compile_locally(invocation);
+            return count_alone(compile_locally(invocation), Some(LocalReason::Slot));
         }
         Err(err) if settings.fallback => {
             tracing::warn!("{err}; compiling {input} locally");
-            return compile_locally(invocation);
+            return count_alone(compile_locally(invocation), Some(LocalReason::Fallback));
         }
         Err(err) => {
             eprintln!("sshcc: {err}");
-            return ExitCode::BadHostSpec as u8;
+            return count_alone(ExitCode::BadHostSpec as u8, None);
         }
     };
     // An option an sshcc box would refuse (side files that would be lost, paths outside
@@ -473,10 +506,10 @@ async fn distribute(
         crate::server::argument_policy::prepare(&remote_argv, "input.i", "output.o")
     {
         tracing::debug!("{refusal}; compiling {input} locally");
-        return compile_locally(invocation);
+        return count_alone(compile_locally(invocation), Some(LocalReason::Slot));
     }
     let mut broker = Broker::open(settings).await;
-    let mut acquire = Acquire {
+    let acquire = Acquire {
         hosts: entries_for_dispatch(&host_list, config),
         ssh_config: settings.ssh_config.clone(),
         ssh_options: settings.ssh_options.clone(),
@@ -487,7 +520,49 @@ async fn distribute(
         compiler: remote_compiler.clone(),
         local_compiler: local_compiler_for_check(invocation, settings),
         toolchain_policies: toolchain_policies(settings, config),
+        file: input.to_string(),
+        pid: std::process::id(),
     };
+    let status = place_and_run(
+        &mut broker,
+        acquire,
+        invocation,
+        scan,
+        settings,
+        &remote_compiler,
+    )
+    .await;
+    broker.finish(status).await;
+    status
+}
+
+/// Counts a job that ran without the dispatcher (no hosts, or an option only a local
+/// compile handles) straight into the stats file; `reason` is why it compiled here,
+/// `None` if it did not compile at all.
+fn count_alone(status: u8, reason: Option<LocalReason>) -> u8 {
+    let delta = Stats {
+        local_jobs: u64::from(reason == Some(LocalReason::Slot)),
+        fallback_jobs: u64::from(reason == Some(LocalReason::Fallback)),
+        errors: u64::from(status != 0),
+        ..Stats::default()
+    };
+    if let Err(err) = stats_file::merge(&delta) {
+        tracing::debug!("cannot count the job: {err:#}");
+    }
+    status
+}
+
+/// Asks for hosts until one compiles the job or none is left, then compiles locally if
+/// that is allowed; returns the exit status.
+async fn place_and_run(
+    broker: &mut Broker,
+    mut acquire: Acquire,
+    invocation: &Invocation,
+    scan: &Distributable,
+    settings: &Settings,
+    remote_compiler: &str,
+) -> u8 {
+    let input = invocation.argv[scan.input].as_str();
     // Made once per preprocessing mode: a retry on a box of the same kind reuses it.
     let mut prepared: Option<(Mode, Request)> = None;
     let mut daemon_replaced = 0;
@@ -498,21 +573,25 @@ async fn distribute(
                 tracing::info!("{input} → localhost");
                 return compile_locally(invocation);
             }
-            Ok(Assigned::NoHosts(why)) => return no_remote_host(invocation, settings, input, &why),
+            Ok(Assigned::NoHosts(why)) => {
+                return no_remote_host(broker, invocation, settings, input, &why).await;
+            }
             Err(err) => {
                 if let Some(fresh) = broker
                     .replace_daemon(settings, &mut daemon_replaced, &err, input)
                     .await
                 {
-                    broker = fresh;
+                    *broker = fresh;
                     continue;
                 }
                 return no_remote_host(
+                    broker,
                     invocation,
                     settings,
                     input,
                     &format!("the sshcc daemon failed: {err:#}"),
-                );
+                )
+                .await;
             }
         };
         let mode = match flavour {
@@ -526,7 +605,7 @@ async fn distribute(
         {
             match preprocessed_source(invocation, scan, mode) {
                 Some(source) => {
-                    let argv = remote_command(invocation, &remote_compiler, mode);
+                    let argv = remote_command(invocation, remote_compiler, mode);
                     prepared = Some((
                         mode,
                         Request {
@@ -538,7 +617,7 @@ async fn distribute(
                 }
                 // The local compile reports whatever made preprocessing fail, once.
                 None => {
-                    drop(broker);
+                    broker.local(LocalReason::Retry).await;
                     return compile_locally(invocation);
                 }
             }
@@ -568,15 +647,17 @@ async fn distribute(
                     .replace_daemon(settings, &mut daemon_replaced, &err, input)
                     .await
                 {
-                    broker = fresh;
+                    *broker = fresh;
                     continue;
                 }
                 return no_remote_host(
+                    broker,
                     invocation,
                     settings,
                     input,
                     &format!("the sshcc daemon failed: {err:#}"),
-                );
+                )
+                .await;
             }
         };
         let elapsed = started.elapsed();
@@ -607,7 +688,7 @@ async fn distribute(
                 // As distcc: the local run shows the compiler's message (once).
                 tracing::debug!("{input} failed on {host} ({code}); retrying locally");
                 // Free the box's slot first, as distcc does.
-                drop(broker);
+                broker.local(LocalReason::Retry).await;
                 return compile_locally(invocation);
             }
             Outcome::Crashed(code) => {
@@ -617,6 +698,7 @@ async fn distribute(
                 broker
                     .refused(&format!("the compiler crashed there (status {code})"))
                     .await;
+                broker.local(LocalReason::Fallback).await;
                 return compile_locally(invocation);
             }
         }
@@ -645,9 +727,16 @@ fn classify(status: u32) -> Outcome {
 }
 
 /// No box took the job: compile here unless the user said not to.
-fn no_remote_host(invocation: &Invocation, settings: &Settings, input: &str, why: &str) -> u8 {
+async fn no_remote_host(
+    broker: &mut Broker,
+    invocation: &Invocation,
+    settings: &Settings,
+    input: &str,
+    why: &str,
+) -> u8 {
     if settings.fallback {
         tracing::warn!("{why}; compiling {input} locally");
+        broker.local(LocalReason::Fallback).await;
         compile_locally(invocation)
     } else {
         // One write, so that the messages of a `make -j` stay whole lines.
