@@ -340,33 +340,60 @@ fn mon_shows_the_host_and_jobs_in_flight_and_q_restores_the_terminal() {
     });
 }
 
+/// Whether process `pid` has exited (gone, or a zombie waiting for its parent).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .is_some_and(|close| stat[close + 1..].trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
 #[test]
-fn q_ctrl_c_and_sigterm_each_end_mon_and_its_session() {
+fn keys_signals_and_a_closed_terminal_each_end_mon() {
     let lab = Lab::new();
     let command = format!("'{}' mon --interval 100", sshcc().display());
-    for (session, keys) in [
-        ("by-q", Some("q")),
-        ("by-ctrl-c", Some("C-c")),
-        ("by-escape", Some("Escape")),
-        ("by-sigterm", None),
+    for (session, how) in [
+        ("by-q", "q"),
+        ("by-ctrl-c", "C-c"),
+        ("by-escape", "Escape"),
+        ("by-sigterm", "SIGTERM"),
+        ("by-sigint", "SIGINT"),
+        // The pane closes under it, as when an ssh session drops: the terminal hangs
+        // up and mon must notice instead of lingering.
+        ("by-hangup", "kill-session"),
+        // The same without the SIGHUP (mon in a session of its own): the end of its
+        // input alone must end it.
+        ("by-hangup-alone", "kill-session"),
     ] {
         let script = lab.path(&format!("{session}.sh"));
-        write_script(&script, &format!("exec {command}"));
+        let detached = session == "by-hangup-alone";
+        let prefix = if detached { "setsid -w " } else { "" };
+        write_script(&script, &format!("exec {prefix}{command}"));
         lab.session(session, &script);
         lab.wait_for_screen(session, "the view", |screen| {
             screen.contains("no daemon running") && screen.contains("q quit")
         });
-        match keys {
-            Some(keys) => {
-                lab.tmux_ok(&["send-keys", "-t", session, keys]);
+        let pane: u32 = lab.pane_format(session, "#{pane_pid}").parse().unwrap();
+        let mon = if detached {
+            let found = children_named(pane, "sshcc");
+            assert_eq!(found.len(), 1, "setsid's sshcc mon");
+            found[0]
+        } else {
+            pane
+        };
+        match how {
+            "SIGTERM" | "SIGINT" => {
+                let signal = format!("-{}", &how[3..]);
+                let killed = run(Command::new("kill").args([&signal, &mon.to_string()]));
+                assert!(killed.status.success());
             }
-            None => {
-                let pid = lab.pane_format(session, "#{pane_pid}");
-                assert!(
-                    run(Command::new("kill").args(["-TERM", &pid]))
-                        .status
-                        .success()
-                );
+            "kill-session" => {
+                lab.tmux_ok(&["kill-session", "-t", session]);
+            }
+            keys => {
+                lab.tmux_ok(&["send-keys", "-t", session, keys]);
             }
         }
         // The pane's only process was mon: when it exits the session ends.
@@ -378,5 +405,6 @@ fn q_ctrl_c_and_sigterm_each_end_mon_and_its_session() {
                 .unwrap()
                 .success()
         });
+        wait_until(&format!("mon ({session}) to exit"), || exited(mon));
     }
 }

@@ -1,13 +1,19 @@
 //! The live view's terminal: raw mode and the alternate screen for as long as it runs,
-//! restored on every way out (a key, a signal, a panic); status read on a thread of its
-//! own so that a slow daemon never freezes the keys.
+//! restored on every way out (a key, a signal, a panic, the terminal going away);
+//! status read on a thread of its own so that a slow daemon never freezes the keys.
+//!
+//! Keys are read here rather than through crossterm's event reader, which spins
+//! forever on a terminal that hung up (a closed tmux pane or ssh session) instead of
+//! returning; here end of input ends the view. Resizes need no event: every frame
+//! checks the terminal's size.
 
-use std::io::{Stdout, Write};
+use std::fs::File;
+use std::io::{IsTerminal, Stdout, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute};
 use ratatui::Terminal;
@@ -80,25 +86,118 @@ fn handle_signals() {
 }
 
 /// What the user asked for with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Quit,
     ToggleHelp,
-    Redraw,
-    Nothing,
 }
 
-fn action(event: Event) -> Action {
-    match event {
-        Event::Key(key) if key.kind != KeyEventKind::Release => match key.code {
-            KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc => Action::Quit,
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Action::Quit,
-            KeyCode::Char('h') | KeyCode::Char('H') | KeyCode::Char('?') | KeyCode::F(1) => {
-                Action::ToggleHelp
-            }
-            _ => Action::Nothing,
-        },
-        Event::Resize(..) => Action::Redraw,
-        _ => Action::Nothing,
+/// The actions in what the terminal sent: `q`, Esc or Ctrl-C quit; `h`, `?` or F1
+/// toggle the help. Other keys, escape sequences (arrows, function keys) and
+/// Alt-combinations are ignored.
+fn actions(input: &[u8]) -> Vec<Action> {
+    const ESC: u8 = 0x1b;
+    const CTRL_C: u8 = 0x03;
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'q' | b'Q' | CTRL_C => found.push(Action::Quit),
+            b'h' | b'H' | b'?' => found.push(Action::ToggleHelp),
+            ESC => match input.get(i + 1) {
+                // Esc alone: a sequence arrives in one read.
+                None | Some(&ESC) => found.push(Action::Quit),
+                // SS3: F1 is ESC O P.
+                Some(b'O') => {
+                    if input.get(i + 2) == Some(&b'P') {
+                        found.push(Action::ToggleHelp);
+                    }
+                    i += 2;
+                }
+                // CSI: parameters up to a final byte; F1 is also ESC [ 1 1 ~.
+                Some(b'[') => {
+                    let rest = &input[i + 2..];
+                    let length = rest
+                        .iter()
+                        .position(|byte| (0x40..=0x7e).contains(byte))
+                        .map_or(rest.len(), |end| end + 1);
+                    if &rest[..length] == b"11~" {
+                        found.push(Action::ToggleHelp);
+                    }
+                    i += 1 + length;
+                }
+                // Alt+key.
+                Some(_) => i += 1,
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The terminal's input: stdin, or `/dev/tty` when stdin is redirected.
+struct Keys {
+    fd: RawFd,
+    _tty: Option<File>,
+}
+
+/// What waiting for input gave.
+enum Input {
+    Bytes(Vec<u8>),
+    Nothing,
+    /// End of input, a hang-up or an error: nobody can press a key any more.
+    Gone,
+}
+
+impl Keys {
+    fn open() -> std::io::Result<Self> {
+        if std::io::stdin().is_terminal() {
+            return Ok(Keys {
+                fd: libc::STDIN_FILENO,
+                _tty: None,
+            });
+        }
+        let tty = File::open("/dev/tty")?;
+        Ok(Keys {
+            fd: tty.as_raw_fd(),
+            _tty: Some(tty),
+        })
+    }
+
+    /// Waits at most `timeout` for keys.
+    fn wait(&self, timeout: Duration) -> Input {
+        let mut poll = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as libc::c_int) };
+        if ready < 0 {
+            return match std::io::Error::last_os_error().kind() {
+                std::io::ErrorKind::Interrupted => Input::Nothing,
+                _ => Input::Gone,
+            };
+        }
+        if ready == 0 {
+            return Input::Nothing;
+        }
+        if poll.revents & libc::POLLIN == 0 {
+            // POLLHUP, POLLERR or POLLNVAL without anything to read.
+            return Input::Gone;
+        }
+        let mut buffer = [0u8; 256];
+        // SAFETY: reads into a buffer we own, at most its length.
+        let count = unsafe { libc::read(self.fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        match count {
+            0 => Input::Gone,
+            n if n > 0 => Input::Bytes(buffer[..n as usize].to_vec()),
+            _ => match std::io::Error::last_os_error().kind() {
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => Input::Nothing,
+                _ => Input::Gone,
+            },
+        }
     }
 }
 
@@ -127,7 +226,15 @@ pub fn run(interval: Duration, fetch: fn() -> anyhow::Result<Status>) -> std::pr
             return std::process::ExitCode::FAILURE;
         }
     };
-    match show(&mut screen, interval, &updates) {
+    let keys = match Keys::open() {
+        Ok(keys) => keys,
+        Err(err) => {
+            drop(screen);
+            eprintln!("sshcc mon: cannot read keys from the terminal: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match show(&mut screen, &keys, interval, &updates) {
         Ok(()) => {
             drop(screen);
             std::process::ExitCode::SUCCESS
@@ -142,6 +249,7 @@ pub fn run(interval: Duration, fetch: fn() -> anyhow::Result<Status>) -> std::pr
 
 fn show(
     screen: &mut Screen,
+    keys: &Keys,
     interval: Duration,
     updates: &mpsc::Receiver<Result<Status, String>>,
 ) -> std::io::Result<()> {
@@ -189,19 +297,20 @@ fn show(
             dirty = false;
             last_draw = Instant::now();
         }
-        if event::poll(KEY_POLL)? {
-            match action(event::read()?) {
-                Action::Quit => break,
-                Action::ToggleHelp => {
-                    help = !help;
-                    dirty = true;
+        match keys.wait(KEY_POLL) {
+            Input::Bytes(bytes) => {
+                for action in actions(&bytes) {
+                    match action {
+                        Action::Quit => return Ok(()),
+                        Action::ToggleHelp => {
+                            help = !help;
+                            dirty = true;
+                        }
+                    }
                 }
-                Action::Redraw => {
-                    screen.terminal.autoresize()?;
-                    dirty = true;
-                }
-                Action::Nothing => {}
             }
+            Input::Nothing => {}
+            Input::Gone => return Ok(()),
         }
     }
     Ok(())
@@ -209,47 +318,21 @@ fn show(
 
 #[cfg(test)]
 mod tests {
-    use crossterm::event::{KeyEvent, KeyEventState};
-
     use super::*;
 
-    fn key(code: KeyCode, modifiers: KeyModifiers, kind: KeyEventKind) -> Event {
-        Event::Key(KeyEvent {
-            code,
-            modifiers,
-            kind,
-            state: KeyEventState::NONE,
-        })
-    }
-
-    fn press(code: KeyCode) -> Event {
-        key(code, KeyModifiers::NONE, KeyEventKind::Press)
-    }
-
     #[test]
-    fn keys_quit_toggle_help_or_do_nothing() {
-        for quit in [
-            press(KeyCode::Char('q')),
-            press(KeyCode::Esc),
-            key(
-                KeyCode::Char('c'),
-                KeyModifiers::CONTROL,
-                KeyEventKind::Press,
-            ),
-        ] {
-            assert!(matches!(action(quit), Action::Quit));
+    fn keys_quit_or_toggle_help_and_sequences_are_not_keys() {
+        use Action::{Quit, ToggleHelp};
+        for quit in [&b"q"[..], b"Q", b"\x03", b"\x1b", b"\x1b\x1b"] {
+            assert_eq!(actions(quit).first(), Some(&Quit), "{quit:?}");
         }
-        for help in [press(KeyCode::Char('h')), press(KeyCode::Char('?'))] {
-            assert!(matches!(action(help), Action::ToggleHelp));
+        for help in [&b"h"[..], b"?", b"\x1bOP", b"\x1b[11~"] {
+            assert_eq!(actions(help), [ToggleHelp], "{help:?}");
         }
-        assert!(matches!(action(press(KeyCode::Char('c'))), Action::Nothing));
-        // A key's release (reported by some terminals) does not act twice.
-        let release = key(
-            KeyCode::Char('h'),
-            KeyModifiers::NONE,
-            KeyEventKind::Release,
-        );
-        assert!(matches!(action(release), Action::Nothing));
-        assert!(matches!(action(Event::Resize(80, 24)), Action::Redraw));
+        // Arrows, Page Down, Alt+q, mouse-free typing: nothing.
+        for nothing in [&b"\x1b[A"[..], b"\x1b[6~", b"\x1bq", b"x", b"\x1b[1;5Q"] {
+            assert_eq!(actions(nothing), [], "{nothing:?}");
+        }
+        assert_eq!(actions(b"hh\x1b[Bq"), [ToggleHelp, ToggleHelp, Quit]);
     }
 }
