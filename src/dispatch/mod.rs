@@ -210,7 +210,8 @@ impl Dispatcher {
 
     /// Every host entry used so far (remote hosts in order of first use, then one row
     /// for this machine), and the jobs in flight. Has round-trip times older than a few
-    /// seconds measured again in the background, so a monitor sees fresh ones.
+    /// seconds measured again in the background (so it must be called within a tokio
+    /// runtime), so a monitor sees fresh ones.
     pub fn status(&self) -> (Vec<HostStatus>, Vec<JobStatus>) {
         let mut hosts: Vec<Arc<HostState>> = self
             .hosts
