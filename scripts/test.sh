@@ -10,5 +10,6 @@ cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 cargo test --locked
+scripts/fuzz.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
