@@ -11,9 +11,14 @@ use sshcc::mux::client::MuxClient;
 use sshcc::protocol::{JobContext, Limits, Request, Response, Version};
 use tokio::process::{Child, Command};
 
-fn spawn_worker(cmdlist: &std::path::Path, tmp: &std::path::Path) -> Child {
+fn spawn_worker(
+    cmdlist: &std::path::Path,
+    tmp: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) -> Child {
     Command::new(sshcc())
         .arg("--mux")
+        .envs(env.iter().copied())
         .env("DISTCC_CMDLIST", cmdlist)
         .env("TMPDIR", tmp)
         .stdin(Stdio::piped())
@@ -57,7 +62,7 @@ async fn forty_concurrent_jobs_over_one_stream_match_local_objects() {
     let cmdlist = scratch.path().join("cmdlist");
     std::fs::write(&cmdlist, "/usr/bin/gcc\n/usr/bin/g++\n").unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut worker = spawn_worker(&cmdlist, tmp.path());
+    let mut worker = spawn_worker(&cmdlist, tmp.path(), &[]);
     let client = std::sync::Arc::new(connect(&mut worker).await);
     assert_eq!(
         client.hello().protocol,
@@ -138,7 +143,12 @@ async fn a_dropped_job_is_cancelled_on_the_box() {
     let cmdlist = scratch.path().join("cmdlist");
     std::fs::write(&cmdlist, format!("{}\n/usr/bin/gcc\n", slow.display())).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut worker = spawn_worker(&cmdlist, tmp.path());
+    // The marker is outside the job, where the sandbox lets no compiler write.
+    let mut worker = spawn_worker(
+        &cmdlist,
+        tmp.path(),
+        &[("SSHCC_SANDBOX_WRITE", scratch.path())],
+    );
     let client = connect(&mut worker).await;
 
     let slow_job = Request {
