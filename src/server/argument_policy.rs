@@ -138,6 +138,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("-fxray-attr-list", READS_FILES),
     ("-fself-test", READS_FILES),
     ("-fmodule-mapper", LOADS_CODE),
+    // clang: options straight to its compiler (`-Xclang -load -Xclang x.so`) and
+    // pass plugins.
+    ("-Xclang", LOADS_CODE),
+    ("-fpass-plugin", LOADS_CODE),
     ("-fauto-profile=", READS_FILES),
     ("-fprofile-use=", READS_FILES),
     ("-fprofile-dir=", READS_FILES),
@@ -430,6 +434,11 @@ mod tests {
         assert_eq!(refused("gcc -c x.c -"), "-");
         // A trailing option would swallow the `-o` the box appends.
         assert_eq!(refused("gcc -c x.c -Xassembler"), "-Xassembler");
+        assert_eq!(refused("clang -c x.c -Xclang -load"), "-Xclang");
+        assert_eq!(
+            refused("clang -c x.c -fpass-plugin=/tmp/p.so"),
+            "-fpass-plugin=/tmp/p.so"
+        );
         // The assembler's pass-through still carries its own options.
         assert_eq!(
             prepared("gcc -c x.c -Xassembler -mthumb").unwrap(),
