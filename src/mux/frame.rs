@@ -139,15 +139,37 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<F
     }))
 }
 
+/// Space reserved up front for a decompressed payload: a frame's declared size is only
+/// believed this far, so a 24-byte frame cannot make us reserve a gigabyte.
+const RESERVE_LIMIT: usize = 8 << 20;
+
 fn decompress(packed: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let size = zstd::zstd_safe::get_frame_content_size(packed)
+    use std::io::Read;
+    let declared = zstd::zstd_safe::get_frame_content_size(packed)
         .map_err(|_| FrameError::Corrupt("unreadable zstd header".into()))?
         .ok_or_else(|| FrameError::Corrupt("zstd frame without a content size".into()))?;
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    if size > MAX_PAYLOAD {
-        return Err(FrameError::TooLarge(size));
+    let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+    if declared > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(declared));
     }
-    zstd::bulk::decompress(packed, size).map_err(|err| FrameError::Corrupt(err.to_string()))
+    let corrupt = |err: io::Error| FrameError::Corrupt(err.to_string());
+    let decoder = zstd::stream::read::Decoder::with_buffer(packed).map_err(corrupt)?;
+    let mut payload = Vec::with_capacity(declared.min(RESERVE_LIMIT));
+    // One byte more than allowed tells an oversized payload from one exactly at the limit.
+    decoder
+        .take(MAX_PAYLOAD as u64 + 1)
+        .read_to_end(&mut payload)
+        .map_err(corrupt)?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(payload.len()));
+    }
+    if payload.len() != declared {
+        return Err(FrameError::Corrupt(format!(
+            "zstd frame declared {declared} bytes but held {}",
+            payload.len()
+        )));
+    }
+    Ok(payload)
 }
 
 fn eof_is_truncation(err: io::Error) -> FrameError {
