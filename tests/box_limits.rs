@@ -188,4 +188,20 @@ fn a_request_over_the_size_limit_is_refused_with_the_reason() {
     let text = stderr(&output);
     assert!(text.contains("bytes exceeds the limit of 1024"), "{text}");
     assert!(!dir.join("g.o").exists(), "a failed job left an object");
+
+    // Stock distcc over `--inetd` gets an answer it can read, after the box took in
+    // (and dropped) the whole request.
+    let sshcc = sshcc();
+    let response = distcc_over_ssh(
+        build_box.ssh(),
+        &[sshcc.to_str().unwrap(), "--inetd"],
+        &["x86_64-linux-gnu-gcc", "-c", "x.c", "-o", "x.o"],
+        &[b' '; 4096],
+    );
+    let text = String::from_utf8_lossy(&response.stderr);
+    assert_eq!(response.status >> 8, 105, "{text}");
+    assert!(
+        text.contains("the source is 4096 bytes, over this box's --max-input of 1024"),
+        "{text}"
+    );
 }

@@ -37,7 +37,7 @@ impl Version {
         self != Version::V1
     }
 
-    fn from_number(number: u32) -> Result<Self, ProtocolError> {
+    pub fn from_number(number: u32) -> Result<Self, ProtocolError> {
         match number {
             1 => Ok(Version::V1),
             2 => Ok(Version::V2),

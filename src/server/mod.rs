@@ -29,8 +29,47 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // The version is read ahead of the request, so that even a refused request gets an
+    // answer its client can read.
+    let mut head = [0u8; 12];
+    if let Err(err) = input.read_exact(&mut head).await {
+        tracing::error!("bad request: {err}");
+        return ExitCode::Truncated as u8;
+    }
+    let version = protocol::packet::read_header(&mut &head[..], "DIST")
+        .await
+        .ok()
+        .and_then(|number| Version::from_number(number).ok());
+    let mut input = (&head[..]).chain(input);
     let request = match protocol::read_request(&mut input, &settings.request_limits()).await {
         Ok(request) => request,
+        Err(
+            err @ ProtocolError::TooLarge {
+                what: "DOTI",
+                len,
+                max,
+            },
+        ) => {
+            // distcc writes its whole request before it reads, so take the source in
+            // (without keeping it); only a client still there gets the answer.
+            let drained =
+                tokio::io::copy(&mut (&mut input).take(len), &mut tokio::io::sink()).await;
+            match (version, drained) {
+                (Some(version), Ok(bytes)) if bytes == len => {
+                    let message = format!(
+                        "sshcc on {}: the source is {len} bytes, over this box's --max-input of {max}\n",
+                        job::hostname()
+                    );
+                    tracing::warn!("{}", message.trim_end());
+                    let refusal = Response::refusal(err.exit_code(), &message);
+                    return answer(&mut output, version, &refusal).await;
+                }
+                _ => {
+                    tracing::error!("bad request: {err}");
+                    return err.exit_code() as u8;
+                }
+            }
+        }
         Err(err @ ProtocolError::PumpUnsupported) => {
             tracing::warn!("{err}");
             let message = format!("sshcc on {}: {err}\n", job::hostname());
