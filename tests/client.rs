@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{project, run, sshcc, stderr, write_script};
+use common::{client_command, project, run, sshcc, stderr, write_script};
 use sshcc::daemon::runtime_dir::SOCKET_NAME;
 use sshcc::throwaway_box::ThrowawayBox;
 
@@ -56,18 +56,12 @@ impl Lab {
     /// `program` with the client environment: this lab's hosts, ssh config, a private
     /// daemon, and no local fallback unless a test turns it back on.
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new(program);
-        command
-            .env("SSHCC_HOSTS", &self.hosts)
-            .env("SSHCC_SSH_CONFIG", self.build_box.ssh_config())
-            .env("SSHCC_RUNTIME_DIR", self.path("runtime"))
-            .env("SSHCC_IDLE_TIMEOUT", "60")
-            .env("DISTCC_FALLBACK", "0")
-            .env("DISTCC_DIR", self.path("distcc"))
-            .env_remove("SSHCC_LOG")
-            .env_remove("DISTCC_HOSTS")
-            .env_remove("SSHCC_NO_DAEMON");
-        command
+        client_command(
+            program,
+            &self.hosts,
+            self.build_box.ssh_config(),
+            self.scratch.path(),
+        )
     }
 
     fn project(&self, name: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run, sshcc, stderr, write_script};
+use common::{client_command, run, sshcc, stderr, write_script};
 use sshcc::throwaway_box::ThrowawayBox;
 
 /// How many compiles are held in flight while the monitor is watched.
@@ -68,20 +68,16 @@ impl Lab {
     /// local fallback (a job in flight is on the box), and no toolchain comparison
     /// (the box's compiler is the gate script).
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new(program);
+        let mut command = client_command(
+            program,
+            &self.hosts,
+            self.build_box.ssh_config(),
+            self.scratch.path(),
+        );
         command
-            .env("SSHCC_HOSTS", &self.hosts)
-            .env("SSHCC_SSH_CONFIG", self.build_box.ssh_config())
-            .env("SSHCC_RUNTIME_DIR", self.path("runtime"))
-            .env("SSHCC_IDLE_TIMEOUT", "60")
             .env("SSHCC_TOOLCHAIN_CHECK", "off")
-            .env("DISTCC_FALLBACK", "0")
-            .env("DISTCC_DIR", self.path("distcc"))
             .env("LANG", "C.UTF-8")
-            .env_remove("LC_ALL")
-            .env_remove("SSHCC_LOG")
-            .env_remove("DISTCC_HOSTS")
-            .env_remove("SSHCC_NO_DAEMON");
+            .env_remove("LC_ALL");
         command
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{run, sshcc, stderr, write_script};
+use common::{client_command, run, sshcc, stderr, write_script};
 use sshcc::status::{HostKind, Phase, Stats, Status};
 use sshcc::throwaway_box::ThrowawayBox;
 
@@ -61,21 +61,18 @@ impl Lab {
             self.path("local-bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut command = Command::new(program);
+        let mut command = client_command(
+            program,
+            &self.hosts,
+            self.build_box.ssh_config(),
+            self.scratch.path(),
+        );
         command
             .env("PATH", path)
-            .env("SSHCC_HOSTS", &self.hosts)
-            .env("SSHCC_SSH_CONFIG", self.build_box.ssh_config())
-            .env("SSHCC_RUNTIME_DIR", self.path("runtime"))
             .env("XDG_STATE_HOME", self.path("state"))
             .env("SSHCC_IDLE_TIMEOUT", "120")
             // The scripts differ from gcc (and from each other): that is the point.
-            .env("SSHCC_TOOLCHAIN_CHECK", "off")
-            .env("DISTCC_FALLBACK", "0")
-            .env("DISTCC_DIR", self.path("distcc"))
-            .env_remove("SSHCC_LOG")
-            .env_remove("DISTCC_HOSTS")
-            .env_remove("SSHCC_NO_DAEMON");
+            .env("SSHCC_TOOLCHAIN_CHECK", "off");
         command
     }
 

@@ -134,3 +134,28 @@ pub fn distcc_over_ssh(
             )
         })
 }
+
+/// `program` as a build runs it through sshcc on this machine: `hosts` reached through
+/// `ssh_config`, a private daemon under `scratch/runtime` and distcc state under
+/// `scratch/distcc`, no local fallback (a success means the box compiled), and none of
+/// the caller's own sshcc or distcc settings. Tests add what they need; a later `env`
+/// wins.
+pub fn client_command(
+    program: impl AsRef<std::ffi::OsStr>,
+    hosts: &str,
+    ssh_config: &Path,
+    scratch: &Path,
+) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env("SSHCC_HOSTS", hosts)
+        .env("SSHCC_SSH_CONFIG", ssh_config)
+        .env("SSHCC_RUNTIME_DIR", scratch.join("runtime"))
+        .env("SSHCC_IDLE_TIMEOUT", "60")
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_DIR", scratch.join("distcc"))
+        .env_remove("SSHCC_LOG")
+        .env_remove("DISTCC_HOSTS")
+        .env_remove("SSHCC_NO_DAEMON");
+    command
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sshcc::throwaway_box::ThrowawayBox;
 
-use crate::common::{run, sshcc, stderr, write_script};
+use crate::common::{client_command, run, sshcc, stderr, write_script};
 
 /// How long any build may take before the test calls it hung. Far above what a build
 /// needs on a slow, shared machine, far below "forever".
@@ -368,22 +368,21 @@ impl Client {
     /// `program` in the client environment: this client's hosts, ssh config and daemon,
     /// no toolchain check (the boxes' compilers are scripts), per-job logging.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new(program);
+        let mut command = client_command(
+            program,
+            &self.hosts,
+            &self.dir.join("ssh_config"),
+            &self.dir,
+        );
         command
-            .env("SSHCC_HOSTS", &self.hosts)
-            .env("SSHCC_SSH_CONFIG", self.dir.join("ssh_config"))
-            .env("SSHCC_RUNTIME_DIR", self.runtime_dir())
             .env("SSHCC_CONFIG", self.dir.join("no-config.toml"))
             .env("SSHCC_IDLE_TIMEOUT", "120")
             .env("SSHCC_TOOLCHAIN_CHECK", "off")
             .env("SSHCC_LOG", "info")
-            .env("DISTCC_DIR", self.dir.join("distcc"))
             .env("DISTCC_IO_TIMEOUT", "120")
             .env("DISTCC_BACKOFF_PERIOD", "1")
             .env("DISTCC_FALLBACK", "1");
         for name in [
-            "DISTCC_HOSTS",
-            "SSHCC_NO_DAEMON",
             "DISTCC_SKIP_LOCAL_RETRY",
             "DISTCC_SSH",
             "DISTCC_VERBOSE",
