@@ -213,13 +213,7 @@ impl Dispatcher {
     /// seconds measured again in the background (so it must be called within a tokio
     /// runtime), so a monitor sees fresh ones.
     pub fn status(&self) -> (Vec<HostStatus>, Vec<JobStatus>) {
-        let mut hosts: Vec<Arc<HostState>> = self
-            .hosts
-            .lock()
-            .expect("hosts lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut hosts = self.host_states();
         hosts.sort_by_key(|host| host.seq);
         let (local, remote): (Vec<_>, Vec<_>) = hosts
             .into_iter()
@@ -270,17 +264,20 @@ impl Dispatcher {
         }
     }
 
-    /// Moves the bytes every host sent and received since the last call into the
-    /// tracker's counts (before they are written to the stats file).
-    pub fn book_traffic(&self) {
-        let hosts: Vec<Arc<HostState>> = self
-            .hosts
+    /// Every host used so far, without holding the lock.
+    fn host_states(&self) -> Vec<Arc<HostState>> {
+        self.hosts
             .lock()
             .expect("hosts lock")
             .values()
             .cloned()
-            .collect();
-        for host in hosts {
+            .collect()
+    }
+
+    /// Moves the bytes every host sent and received since the last call into the
+    /// tracker's counts (before they are written to the stats file).
+    pub fn book_traffic(&self) {
+        for host in self.host_states() {
             let (sent, received) = host.meter.traffic.take_unbooked();
             self.tracker.bytes(&host.spec.text, sent, received);
         }
