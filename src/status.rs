@@ -64,8 +64,8 @@ pub struct HostStatus {
     pub compression_ratio: Option<f64>,
 }
 
-/// Where a job is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a job is. Phases are ordered as a job passes through them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Waiting for a slot.

@@ -152,17 +152,6 @@ fn placements(output: &Output) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn rank(phase: Phase) -> u8 {
-    match phase {
-        Phase::Queue => 0,
-        Phase::Preprocess => 1,
-        Phase::Send => 2,
-        Phase::Compile => 3,
-        Phase::Receive => 4,
-        Phase::Local => 5,
-    }
-}
-
 /// What the poller saw of one job.
 #[derive(Debug, Default)]
 struct Seen {
@@ -254,7 +243,7 @@ fn a_build_watched_through_status_shows_every_job_its_host_and_phases_and_stats_
     for job in seen.values() {
         assert!(job.pid > 0, "{job:?}");
         assert!(
-            job.phases.windows(2).all(|w| rank(w[0]) < rank(w[1])),
+            job.phases.windows(2).all(|w| w[0] < w[1]),
             "phases out of order: {job:?}"
         );
         if remote.contains(&&job.file) {
@@ -278,12 +267,12 @@ fn a_build_watched_through_status_shows_every_job_its_host_and_phases_and_stats_
             );
         }
     }
-    let all_phases: BTreeSet<u8> = seen
+    let all_phases: BTreeSet<Phase> = seen
         .values()
-        .flat_map(|job| job.phases.iter().map(|p| rank(*p)))
+        .flat_map(|job| job.phases.iter().copied())
         .collect();
-    assert!(all_phases.contains(&rank(Phase::Compile)), "{seen:#?}");
-    assert!(all_phases.contains(&rank(Phase::Local)), "{seen:#?}");
+    assert!(all_phases.contains(&Phase::Compile), "{seen:#?}");
+    assert!(all_phases.contains(&Phase::Local), "{seen:#?}");
 
     // Afterwards: nothing in flight, counts add up to the number of compiles.
     let status = lab.settled_status();

@@ -125,16 +125,8 @@ impl Tracker {
     /// Moves a job on to `phase` unless it is already past it (events of one job may be
     /// reported by different tasks, in either order).
     pub fn advance(&self, id: u64, phase: Phase) {
-        let rank = |phase: Phase| match phase {
-            Phase::Queue => 0,
-            Phase::Preprocess => 1,
-            Phase::Send => 2,
-            Phase::Compile => 3,
-            Phase::Receive => 4,
-            Phase::Local => 5,
-        };
         self.update(id, |record| {
-            if rank(phase) > rank(record.phase) {
+            if phase > record.phase {
                 record.phase = phase;
                 record.phase_since = Instant::now();
             }
