@@ -2,6 +2,7 @@
 //! over one stdin/stdout pair, concurrently, until the daemon hangs up.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -66,6 +67,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    // Shared by every job of the link rather than copied into each.
+    let settings = Arc::new(settings);
     let (results, mut outgoing) = mpsc::channel::<Frame>(64);
     let writer = tokio::spawn(async move {
         let hello = Frame::new(kind::HELLO, 0, Hello::ours().encode());
@@ -95,7 +98,7 @@ where
                 let (cancel, cancelled) = oneshot::channel();
                 cancels.insert(frame.job, cancel);
                 let results = results.clone();
-                let settings = settings.clone();
+                let settings = Arc::clone(&settings);
                 jobs.spawn(async move {
                     let cancelled = async {
                         let _ = cancelled.await;

@@ -90,8 +90,14 @@ pub struct Confinement {
     ruleset: OwnedFd,
 }
 
-/// What the box's kernel offers, for `--box-info` and warnings.
+/// What the box's kernel offers, for `--box-info` and warnings; asked once per
+/// process, since a `--mux` worker serves many jobs and the kernel does not change.
 pub fn kernel_abi() -> Result<u32, String> {
+    static ABI: std::sync::OnceLock<Result<u32, String>> = std::sync::OnceLock::new();
+    ABI.get_or_init(query_kernel_abi).clone()
+}
+
+fn query_kernel_abi() -> Result<u32, String> {
     // SAFETY: the version query takes no attribute pointer and has no side effects.
     let version = unsafe {
         libc::syscall(
@@ -140,9 +146,12 @@ impl Confinement {
         let version = match kernel_abi() {
             Ok(version) => version,
             Err(why) if mode == SandboxMode::Auto => {
-                tracing::warn!(
-                    "{why}; the compiler runs unconfined (SSHCC_SANDBOX=required refuses instead)"
-                );
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "{why}; compilers run unconfined (SSHCC_SANDBOX=required refuses instead)"
+                    );
+                });
                 return Ok(None);
             }
             Err(why) => return Err(format!("the sandbox is required but {why}")),

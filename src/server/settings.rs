@@ -71,10 +71,12 @@ pub struct BoxSettings {
 impl BoxSettings {
     /// The box-wide compile slots.
     pub fn slots(&self) -> Slots {
-        let count = self.jobs.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()) + 2,
-            |jobs| jobs as usize,
-        );
+        // std reads the cgroup's CPU quota from files to answer: once per process, not
+        // once per job.
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cpus =
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let count = self.jobs.map_or(cpus + 2, |jobs| jobs as usize);
         Slots::new(self.lock_dir.clone(), count)
     }
 
