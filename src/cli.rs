@@ -2,8 +2,8 @@
 //!
 //! Compiler command lines cannot go through an option parser (they are the compiler's
 //! options, not ours), so clap only sees invocations that start with an sshcc option,
-//! a subcommand (`sshcc check`, see [`crate::check`]; `sshcc status` and `sshcc stats`,
-//! see [`crate::daemon::report`]; `sshcc mon`, see [`crate::monitor`]), or that run
+//! a subcommand (`sshcc check`, `sshcc status`, `sshcc stats`, `sshcc mon`: see
+//! [`crate::commands`]), or that run
 //! under the name `distccd` (a symlink on the box replacing distccd).
 
 use std::ffi::OsString;
@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 
-use crate::config::Config;
 use crate::exit_code::ExitCode;
-use crate::hosts::HostList;
 use crate::server::forced_command::{self, ServingMode};
 use crate::server::settings::BoxSettings;
 
@@ -118,21 +116,21 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         if let Err(err) = init_logging(None, None, "warn", false) {
             eprintln!("sshcc: {err:#}");
         }
-        return crate::check::run(&args[1..]);
+        return crate::commands::check::run(&args[1..]);
     }
     if invoked_as.contains("sshcc") && first == "mon" {
         if let Err(err) = init_logging(None, None, "warn", false) {
             eprintln!("sshcc: {err:#}");
         }
-        return crate::monitor::run(&args[2..]);
+        return crate::commands::monitor::run(&args[2..]);
     }
     if invoked_as.contains("sshcc") && matches!(first.as_str(), "status" | "stats") {
         if let Err(err) = init_logging(None, None, "warn", false) {
             eprintln!("sshcc: {err:#}");
         }
         return match first.as_str() {
-            "status" => crate::daemon::report::status_command(&args[1..]),
-            _ => crate::daemon::report::stats_command(&args[1..]),
+            "status" => crate::commands::report::status_command(&args[1..]),
+            _ => crate::commands::report::stats_command(&args[1..]),
         };
     }
     if invoked_as != "distccd" && !(invoked_as.contains("sshcc") && own_option) {
@@ -141,7 +139,7 @@ pub fn run(args: Vec<OsString>) -> std::process::ExitCode {
         }
         return crate::wrapper::run(&args);
     }
-    let options: Options = match parse_options(&args) {
+    let options: Options = match crate::commands::parse_options(&args) {
         Ok(options) => options,
         Err(code) => return code,
     };
@@ -216,28 +214,9 @@ fn serving_mode(options: &Options) -> Result<Option<ServingMode>, String> {
     }
 }
 
-/// Parses sshcc's own options; on failure (or `--help`, `--version`) prints clap's
-/// message and returns the status to exit with.
-pub(crate) fn parse_options<P: Parser>(args: &[OsString]) -> Result<P, std::process::ExitCode> {
-    P::try_parse_from(args).map_err(|err| {
-        let _ = err.print();
-        if err.use_stderr() {
-            ExitCode::BadArguments.into()
-        } else {
-            std::process::ExitCode::SUCCESS
-        }
-    })
-}
-
-pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-}
-
 /// Runs a box worker on stdin/stdout and exits with its status.
 fn serve_stdio(worker: impl Future<Output = u8>) -> std::process::ExitCode {
-    let runtime = match runtime() {
+    let runtime = match crate::async_runtime::build() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!("cannot start the async runtime: {err}");
@@ -252,7 +231,7 @@ fn serve_stdio(worker: impl Future<Output = u8>) -> std::process::ExitCode {
 
 fn run_daemon() -> std::process::ExitCode {
     let result = crate::daemon::runtime_dir::RuntimeDir::prepare().and_then(|dir| {
-        runtime()
+        crate::async_runtime::build()
             .context("cannot start the async runtime")?
             .block_on(crate::daemon::run(dir))
     });
@@ -267,9 +246,9 @@ fn run_daemon() -> std::process::ExitCode {
 
 fn stop_daemon() -> std::process::ExitCode {
     let stopped = crate::daemon::runtime_dir::RuntimeDir::prepare().and_then(|dir| {
-        runtime()?.block_on(async {
+        crate::async_runtime::build()?.block_on(async {
             match crate::daemon::client::DaemonClient::connect(&dir).await {
-                Ok(mut client) => client.stop().await.map(|()| true),
+                Ok(mut client) => client.stop(&dir).await.map(|()| true),
                 Err(_) => Ok(false),
             }
         })
@@ -292,7 +271,7 @@ fn stop_daemon() -> std::process::ExitCode {
 
 /// `sshcc -j` and `sshcc --show-hosts`, with distcc's output.
 fn print_hosts(slots: bool) -> std::process::ExitCode {
-    let list = match config_and_hosts() {
+    let list = match crate::client_settings::config_and_hosts() {
         Ok((_, list)) => list,
         Err(code) => return code,
     };
@@ -302,28 +281,6 @@ fn print_hosts(slots: bool) -> std::process::ExitCode {
         print!("{}", list.show_hosts());
     }
     std::process::ExitCode::SUCCESS
-}
-
-/// The config file and the host list as the wrapper reads them; on failure, says why
-/// on stderr and returns distcc's exit status for it.
-pub(crate) fn config_and_hosts() -> Result<(Config, HostList), std::process::ExitCode> {
-    let config = Config::load(crate::hosts::process_env).map_err(|err| {
-        eprintln!("sshcc: {err:#}");
-        std::process::ExitCode::from(ExitCode::BadArguments)
-    })?;
-    match crate::wrapper::load_hosts(&config) {
-        Ok(Some(list)) => Ok((config, list)),
-        Ok(None) => {
-            eprintln!(
-                "sshcc: no hosts configured (SSHCC_HOSTS, DISTCC_HOSTS, ~/.config/sshcc/hosts, ~/.distcc/hosts)"
-            );
-            Err(ExitCode::NoHosts.into())
-        }
-        Err(err) => {
-            eprintln!("sshcc: Failed to get host list: {err}");
-            Err(ExitCode::BadHostSpec.into())
-        }
-    }
 }
 
 /// `sshcc --box-info`: this box's report, exiting with distcc's "compiler missing"

@@ -11,15 +11,16 @@
 //! - [`throwaway_box`]: a private OpenSSH sshd on loopback standing in for a build box
 //!   (tests, the demo and the benchmarks).
 
-pub mod check;
+pub mod async_runtime;
 pub mod cli;
+pub mod client_settings;
+pub mod commands;
 pub mod compiler;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod exit_code;
 pub mod hosts;
-pub mod monitor;
 pub mod mux;
 pub mod protocol;
 pub mod server;

@@ -132,3 +132,39 @@ pub struct HostStats {
     /// Milliseconds from sending a job to its answer, summed.
     pub remote_ms: u64,
 }
+
+/// `850ms`, `12.3s`, `4m05s`, `2h10m`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// `512B`, `3.4kB`, `12.0MB`, `1.2GB` (powers of 1000).
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n}B"),
+        1_000..1_000_000 => format!("{:.1}kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}MB", n as f64 / 1e6),
+        _ => format!("{:.1}GB", n as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_well() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_345), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(duration(7_800_000), "2h10m");
+        assert_eq!(bytes(512), "512B");
+        assert_eq!(bytes(3_400), "3.4kB");
+        assert_eq!(bytes(12_000_000), "12.0MB");
+    }
+}

@@ -1,5 +1,6 @@
-//! Facts about this machine and account that only libc knows: the passwd entry (`$USER`
-//! and `$HOME` are often unset in CI and containers) and the host name.
+//! What only libc knows about this machine and account: the passwd entry (`$USER` and
+//! `$HOME` are often unset in CI and containers), the host name, the clock as Unix
+//! seconds, and `flock(2)` locks.
 
 use std::ffi::CStr;
 
@@ -47,4 +48,46 @@ pub fn hostname() -> String {
     }
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// The current Unix time in seconds.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// How [`flock`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Block until the lock is ours.
+    Block,
+    /// Return `Ok(false)` at once when another holder has it.
+    Try,
+}
+
+/// Takes an `flock(2)` lock on `file`, exclusive or shared; released when every
+/// descriptor of this open file is closed, so also when the process dies. Returns
+/// whether the lock was taken (always `true` with [`LockWait::Block`]).
+pub fn flock(file: &std::fs::File, exclusive: bool, wait: LockWait) -> std::io::Result<bool> {
+    let mut operation = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    if wait == LockWait::Try {
+        operation |= libc::LOCK_NB;
+    }
+    loop {
+        // SAFETY: flock(2) on a descriptor `file` owns for the duration of the call.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(file), operation) } == 0 {
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if wait == LockWait::Try => return Ok(false),
+            _ => return Err(err),
+        }
+    }
 }

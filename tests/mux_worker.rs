@@ -66,7 +66,7 @@ async fn forty_concurrent_jobs_over_one_stream_match_local_objects() {
     let client = std::sync::Arc::new(connect(&mut worker).await);
     assert_eq!(
         client.hello().protocol,
-        sshcc::mux::server::PROTOCOL_VERSION
+        sshcc::protocol::mux::PROTOCOL_VERSION
     );
 
     let project = project_copy();

@@ -7,8 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sshcc::daemon::ipc::{Acquire, Placement};
-use sshcc::mux::frame::{Compression, Frame, read_frame, write_frame};
-use sshcc::mux::server::Hello;
+use sshcc::protocol::mux::frame::{Compression, Frame, read_frame, write_frame};
+use sshcc::protocol::mux::Hello;
 use sshcc::protocol::Version;
 use sshcc::toolchain::Fingerprint;
 

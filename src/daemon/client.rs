@@ -16,11 +16,14 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use super::ipc::{Acquire, Placement, kind};
 use super::runtime_dir::RuntimeDir;
 use crate::dispatch::tracker::LocalReason;
-use crate::mux::frame::{self, Compression, Frame};
+use crate::protocol::mux::frame::{self, Compression, Frame};
 use crate::status::{Stats, Status};
 
 /// How long a freshly spawned daemon may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `--stop` waits for an acknowledged stop to end the daemon's process
+/// (it saves its counts on the way out).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection to the daemon, for one compile.
 #[derive(Debug)]
@@ -41,13 +44,9 @@ impl DaemonClient {
             .write(true)
             .open(dir.start_lock())
             .with_context(|| format!("cannot open {}", dir.start_lock().display()))?;
+        // Released when `lock` is closed.
         let lock = tokio::task::spawn_blocking(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock(2) on a descriptor we own; released when `lock` is closed.
-            let status = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-            (status == 0)
-                .then_some(lock)
-                .ok_or_else(std::io::Error::last_os_error)
+            crate::system::flock(&lock, true, crate::system::LockWait::Block).map(|_| lock)
         })
         .await?
         .context("cannot lock the daemon start lock")?;
@@ -165,13 +164,32 @@ impl DaemonClient {
     }
 
     /// Asks the daemon to exit.
-    pub async fn stop(&mut self) -> anyhow::Result<()> {
+    /// Asks the daemon of `dir` to stop and returns once its process has exited (its
+    /// socket removed and its counts saved), so a script can start another at once.
+    pub async fn stop(&mut self, dir: &RuntimeDir) -> anyhow::Result<()> {
         let reply = self.exchange(Frame::new(kind::STOP, 0, Vec::new())).await?;
         anyhow::ensure!(
             reply.kind == kind::STOPPING,
             "unexpected reply kind {}",
             reply.kind
         );
+        let path = dir.alive_lock();
+        let lock = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        // Polled rather than blocking, so a daemon that hangs on its way out is
+        // reported instead of hanging `--stop` too.
+        while !crate::system::flock(&lock, false, crate::system::LockWait::Try)
+            .with_context(|| format!("cannot lock {}", path.display()))?
+        {
+            if Instant::now() >= deadline {
+                bail!(
+                    "the daemon acknowledged the stop but is still running after {}s",
+                    STOP_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Ok(())
     }
 }
@@ -212,7 +230,7 @@ pub fn fetch_stats(reset: bool) -> anyhow::Result<Stats> {
             &super::stats_file::path(),
             &Stats::default(),
             reset,
-            super::report::now_unix(),
+            crate::system::now_unix(),
         );
     };
     let (reply_kind, payload) = blocking_exchange(stream, kind::STATS, &[u8::from(reset)])?;

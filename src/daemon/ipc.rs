@@ -1,4 +1,4 @@
-//! Messages between a wrapper and the daemon, carried in [`crate::mux::frame`] frames
+//! Messages between a wrapper and the daemon, carried in [`crate::protocol::mux::frame`] frames
 //! over the daemon's Unix socket.
 //!
 //! One wrapper connection serves one compile: ACQUIRE (maybe again after a host
@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use crate::dispatch::link::Flavour;
-use crate::mux::wire::{WireError, WireReader, WireWriter};
+use crate::protocol::mux::wire::{WireError, WireReader, WireWriter};
 
 /// Frame kinds on the daemon socket.
 pub mod kind {

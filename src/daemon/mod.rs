@@ -8,7 +8,6 @@
 
 pub mod client;
 pub mod ipc;
-pub mod report;
 pub mod runtime_dir;
 pub mod session;
 pub mod stats_file;
@@ -24,7 +23,7 @@ use tokio::sync::Notify;
 
 use crate::dispatch::Dispatcher;
 use crate::dispatch::tracker::LocalReason;
-use crate::mux::frame::{self, Compression, Frame};
+use crate::protocol::mux::frame::{self, Compression, Frame};
 use crate::status::{Stats, Status};
 use ipc::{Acquire, kind};
 use runtime_dir::RuntimeDir;
@@ -48,6 +47,7 @@ struct Shared {
 
 /// Runs the daemon until it is idle for too long or told to stop.
 pub async fn run(dir: RuntimeDir) -> anyhow::Result<()> {
+    hold_alive_lock(&dir).await?;
     let socket = dir.socket();
     // Only a wrapper holding the start lock starts a daemon, so a socket file here is a
     // leftover of one that died.
@@ -120,6 +120,28 @@ pub async fn run(dir: RuntimeDir) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Takes the runtime directory's alive lock for the rest of the process's life, first
+/// waiting for a daemon that is still on its way out (it removed its socket, so a
+/// wrapper started this one, but it may still be writing its stats).
+async fn hold_alive_lock(dir: &RuntimeDir) -> anyhow::Result<()> {
+    let path = dir.alive_lock();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = tokio::task::spawn_blocking(move || {
+        crate::system::flock(&file, true, crate::system::LockWait::Block).map(|_| file)
+    })
+    .await?
+    .with_context(|| format!("cannot lock {}", path.display()))?;
+    // Never closed: the kernel releases the lock when the process exits, which is
+    // what `sshcc --stop` waits for.
+    std::mem::forget(file);
+    Ok(())
+}
+
 /// Adds what the dispatcher counted since the last call to the stats file and
 /// returns the file's counts, or, with `reset`, also starts them over. Counts that
 /// cannot be written are kept for the next try.
@@ -128,7 +150,12 @@ async fn save_stats(dispatcher: &Arc<Dispatcher>, reset: bool) -> anyhow::Result
     let pending = dispatcher.tracker().take_pending();
     let delta = pending.clone();
     let written = tokio::task::spawn_blocking(move || {
-        stats_file::merge_and_maybe_reset(&stats_file::path(), &delta, reset, report::now_unix())
+        stats_file::merge_and_maybe_reset(
+            &stats_file::path(),
+            &delta,
+            reset,
+            crate::system::now_unix(),
+        )
     })
     .await
     .map_err(anyhow::Error::from)
@@ -170,8 +197,8 @@ fn summary(life: &Stats) -> Option<String> {
                 host.host,
                 host.remote_jobs,
                 host.failures,
-                report::bytes(host.bytes_sent),
-                report::bytes(host.bytes_received)
+                crate::status::bytes(host.bytes_sent),
+                crate::status::bytes(host.bytes_received)
             )
         })
         .collect();
@@ -182,7 +209,7 @@ fn summary(life: &Stats) -> Option<String> {
         life.local_jobs,
         life.fallback_jobs,
         life.errors,
-        report::duration(life.time_saved_ms)
+        crate::status::duration(life.time_saved_ms)
     ))
 }
 

@@ -73,6 +73,12 @@ impl RuntimeDir {
         self.dir.join("start.lock")
     }
 
+    /// Locked by the daemon for as long as its process lives: the kernel releases it
+    /// only when the process has exited, so whoever can lock it knows no daemon runs.
+    pub fn alive_lock(&self) -> PathBuf {
+        self.dir.join("daemon.lock")
+    }
+
     pub fn log(&self) -> PathBuf {
         self.dir.join("daemon.log")
     }

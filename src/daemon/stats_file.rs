@@ -59,12 +59,9 @@ fn lock(file: &Path) -> anyhow::Result<Locked> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock(2) on a descriptor we own; released when `lock` is closed.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", path.display()));
-    }
+    // Released when `lock` is closed.
+    crate::system::flock(&lock, true, crate::system::LockWait::Block)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(Locked { _lock: lock })
 }
 
@@ -129,7 +126,7 @@ pub fn merge_and_maybe_reset(
 
 /// [`merge_into`] the user's file.
 pub fn merge(delta: &Stats) -> anyhow::Result<Stats> {
-    merge_into(&path(), delta, super::report::now_unix())
+    merge_into(&path(), delta, crate::system::now_unix())
 }
 
 #[cfg(test)]

@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
-use super::frame::{self, Compression, Frame};
-use super::kind;
-use super::server::Hello;
+use crate::protocol::mux::frame::{self, Compression, Frame};
+use crate::protocol::mux::{Hello, kind};
 use crate::toolchain::Fingerprint;
 
 /// Why a job did not get an answer over the link.

@@ -8,57 +8,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::frame::{self, Compression, Frame};
-use super::kind;
-use super::wire::{WireError, WireReader, WireWriter};
 use crate::exit_code::ExitCode;
+use crate::protocol::mux::frame::{self, Compression, Frame};
+use crate::protocol::mux::{Hello, kind};
 use crate::protocol::{self, Response, Version};
 use crate::server::{allowlist::Allowlist, job, settings::BoxSettings};
-
-/// Identifies the stream as sshcc's mux protocol, so a daemon that reached a stock
-/// distccd (which rejects `--mux`) or a chatty login shell can tell at once.
-const MAGIC: &str = "sshcc-mux";
-/// Bumped when frames or their payloads change: 2 added IDENTIFY.
-pub const PROTOCOL_VERSION: u32 = 2;
-
-/// What the box says about itself when the link opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hello {
-    pub protocol: u32,
-    pub version: String,
-    pub hostname: String,
-}
-
-impl Hello {
-    fn ours() -> Self {
-        Hello {
-            protocol: PROTOCOL_VERSION,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            hostname: job::hostname(),
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        WireWriter::new()
-            .str(MAGIC)
-            .u32(self.protocol)
-            .str(&self.version)
-            .str(&self.hostname)
-            .finish()
-    }
-
-    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
-        let mut reader = WireReader::new(payload);
-        if reader.string()? != MAGIC {
-            return Err(WireError("not an sshcc greeting"));
-        }
-        Ok(Hello {
-            protocol: reader.u32()?,
-            version: reader.string()?,
-            hostname: reader.string()?,
-        })
-    }
-}
 
 /// Serves jobs from `input` until it ends, answering on `output`; returns the process
 /// exit status.
@@ -71,7 +25,7 @@ where
     let settings = Arc::new(settings);
     let (results, mut outgoing) = mpsc::channel::<Frame>(64);
     let writer = tokio::spawn(async move {
-        let hello = Frame::new(kind::HELLO, 0, Hello::ours().encode());
+        let hello = Frame::new(kind::HELLO, 0, Hello::ours(job::hostname()).encode());
         frame::write_frame(&mut output, &hello, Compression::None).await?;
         while let Some(frame) = outgoing.recv().await {
             frame::write_frame(&mut output, &frame, Compression::Zstd).await?;

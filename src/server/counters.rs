@@ -75,14 +75,12 @@ fn try_record(
         &lock_dir.join(format!("counters-{uid}.json")),
         libc::O_RDWR,
     )?;
-    // SAFETY: flock on a descriptor we own; released when `file` closes.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // Released when `file` closes.
+    crate::system::flock(&file, true, crate::system::LockWait::Block)?;
     let mut text = String::new();
     file.read_to_string(&mut text)?;
     let mut counters: Counters = serde_json::from_str(&text).unwrap_or_else(|_| Counters {
-        since: now(),
+        since: crate::system::now_unix(),
         ..Counters::default()
     });
     match ended {
@@ -138,12 +136,6 @@ fn read_one(path: &Path) -> Option<Counters> {
     let mut text = String::new();
     File::open(path).ok()?.read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ pub fn box_info(settings: &BoxSettings) -> BoxInfo {
     BoxInfo {
         counters: Some(super::counters::read(&slots)),
         sshcc_version: env!("CARGO_PKG_VERSION").to_string(),
-        protocol: crate::mux::server::PROTOCOL_VERSION,
+        protocol: crate::protocol::mux::PROTOCOL_VERSION,
         hostname: super::job::hostname(),
         allowlist,
         allowlist_error,

@@ -16,20 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::settings::BoxSettings;
-
-/// Whether jobs run confined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SandboxMode {
-    /// Confine when the kernel supports Landlock; warn and run unconfined when not.
-    #[default]
-    Auto,
-    /// Refuse jobs when the compiler cannot be confined.
-    Required,
-    /// Never confine (the argument rules still apply).
-    Off,
-}
+use super::settings::{BoxSettings, SandboxMode};
 
 /// Directories the compiler may read and run from, whatever it is: programs, shared
 /// libraries, locales. `/etc` is not among them; only the loader's cache is.

@@ -9,8 +9,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::sandbox::SandboxMode;
 use super::slots::Slots;
+
+/// Whether jobs run confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Confine when the kernel supports Landlock; warn and run unconfined when not.
+    #[default]
+    Auto,
+    /// Refuse jobs when the compiler cannot be confined.
+    Required,
+    /// Never confine (the argument rules still apply).
+    Off,
+}
 
 /// The box owner's limits.
 #[derive(Debug, Clone, clap::Args)]

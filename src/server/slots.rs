@@ -91,22 +91,8 @@ impl Slots {
 
     fn try_lock(&self, index: usize) -> std::io::Result<Option<Slot>> {
         let file = open_shared_file(&self.slot_path(index), libc::O_RDONLY)?;
-        // SAFETY: flock on a descriptor we own; LOCK_NB makes it return at once.
-        let locked = unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        };
-        if locked == 0 {
-            return Ok(Some(Slot { _lock: file }));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            Ok(None)
-        } else {
-            Err(err)
-        }
+        let locked = crate::system::flock(&file, true, crate::system::LockWait::Try)?;
+        Ok(locked.then_some(Slot { _lock: file }))
     }
 }
 

@@ -12,10 +12,11 @@ pub mod preprocess;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use crate::client_settings::{self, ClientSettings};
 use crate::compiler::args::{self, Distributable};
 use crate::config::Config;
 use crate::daemon::client::DaemonClient;
@@ -27,189 +28,12 @@ use crate::dispatch::Dispatcher;
 use crate::dispatch::link::Flavour;
 use crate::dispatch::tracker::LocalReason;
 use crate::exit_code::ExitCode;
-use crate::hosts::{self, HostKind, HostList, HostsError};
+use crate::hosts;
 use crate::protocol::{JobContext, Request, Response, Version};
 use crate::status::Stats;
 use crate::toolchain::{self, Policy};
 use invocation::{Invocation, SAFEGUARD};
 use preprocess::Mode;
-
-/// distcc's client settings, read from the environment once per job.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    /// `DISTCC_FALLBACK` (default 1): compile locally when distribution fails.
-    fallback: bool,
-    /// `DISTCC_SKIP_LOCAL_RETRY` (any value): report a remote failure instead of
-    /// recompiling locally.
-    skip_local_retry: bool,
-    backoff_secs: u32,
-    io_timeout_secs: u32,
-    pub(crate) ssh_config: Option<PathBuf>,
-    /// `ssh` options from distcc's `DISTCC_SSH`, for `ssh -G`.
-    pub(crate) ssh_options: Vec<String>,
-    /// Hosts allowed to connect with `StrictHostKeyChecking no`.
-    pub(crate) unchecked_host_keys: Vec<String>,
-    /// How strictly boxes' compilers must match (None: config/default per host).
-    pub(crate) toolchain_check: Option<Policy>,
-    no_daemon: bool,
-    no_rewrite_cross: bool,
-    /// `SSHCC_PREPROCESS=classic`: classic `-E` towards sshcc boxes too, trading exact
-    /// diagnostics and `-g` columns for less upload and less work on the box.
-    classic_preprocessing: bool,
-}
-
-impl Settings {
-    /// The environment, falling back to `config` for what it does not set.
-    pub(crate) fn from_env(config: &Config) -> Result<Self, String> {
-        let var = |name: &str| std::env::var(name).ok();
-        let seconds =
-            |name: &str, default: Option<u32>, fallback: u32, allow_zero: bool| match var(name) {
-                None => Ok(default.unwrap_or(fallback)),
-                Some(text) => match text.trim().parse::<u32>() {
-                    Ok(0) if !allow_zero => Err(format!(
-                        "{name}={text:?} must be a positive number of seconds"
-                    )),
-                    Ok(value) => Ok(value),
-                    Err(_) => Err(format!("{name}={text:?} is not a number of seconds")),
-                },
-            };
-        Ok(Settings {
-            // distcc recognises only "0" as false.
-            fallback: match var("DISTCC_FALLBACK") {
-                Some(value) => value != "0",
-                None => config.fallback.unwrap_or(true),
-            },
-            skip_local_retry: var("DISTCC_SKIP_LOCAL_RETRY").is_some(),
-            backoff_secs: seconds("DISTCC_BACKOFF_PERIOD", config.backoff_period, 60, true)?,
-            io_timeout_secs: seconds("DISTCC_IO_TIMEOUT", config.io_timeout, 300, false)?,
-            ssh_config: var("SSHCC_SSH_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| config.ssh_config.clone()),
-            ssh_options: match var("DISTCC_SSH") {
-                Some(command) => ssh_options_from(&command)?,
-                None => Vec::new(),
-            },
-            unchecked_host_keys: match var("SSHCC_ALLOW_UNCHECKED_HOST_KEYS") {
-                Some(list) => list
-                    .split([',', ' '])
-                    .filter(|host| !host.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                None => config.allow_unchecked_host_keys.clone(),
-            },
-            toolchain_check: match var("SSHCC_TOOLCHAIN_CHECK") {
-                Some(value) => Some(Policy::parse(&value).ok_or_else(|| {
-                    format!("SSHCC_TOOLCHAIN_CHECK={value:?}: use strict, version or off")
-                })?),
-                None => config.toolchain_check,
-            },
-            no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
-            no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
-            classic_preprocessing: match var("SSHCC_PREPROCESS").as_deref() {
-                None | Some("" | "directives-only") => false,
-                Some("classic") => true,
-                Some(other) => {
-                    return Err(format!(
-                        "SSHCC_PREPROCESS={other:?}: use classic or directives-only"
-                    ));
-                }
-            },
-        })
-    }
-}
-
-/// The options of distcc's `DISTCC_SSH` (`ssh -p 2222 -i key -o Opt=val`), split like a
-/// shell would (quotes, backslashes) without touching the variable, to hand to `ssh -G`
-/// so OpenSSH interprets them. A program other than `ssh` cannot be used: sshcc makes
-/// its own connections.
-fn ssh_options_from(command: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => words.extend(word.take()),
-            '\'' => {
-                let quoted: String = chars.by_ref().take_while(|&c| c != '\'').collect();
-                word.get_or_insert_with(String::new).push_str(&quoted);
-            }
-            '"' => {
-                let current = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => current.extend(chars.next()),
-                        Some(c) => current.push(c),
-                        None => {
-                            return Err(format!("DISTCC_SSH={command:?} has an unclosed quote"));
-                        }
-                    }
-                }
-            }
-            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
-            c => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    let Some((program, options)) = words.split_first() else {
-        return Ok(Vec::new());
-    };
-    if Path::new(program)
-        .file_name()
-        .is_none_or(|name| name != "ssh")
-    {
-        tracing::warn!(
-            "DISTCC_SSH program {program:?} is not ssh; sshcc makes its own SSH connections and ignores it"
-        );
-        return Ok(Vec::new());
-    }
-    Ok(options.to_vec())
-}
-
-/// The host list, in sshcc's order: `SSHCC_HOSTS`, `DISTCC_HOSTS`, the config file's
-/// `hosts`, then the hosts files (see [`hosts::load`]); `--randomize` applied.
-pub fn load_hosts(config: &Config) -> Result<Option<HostList>, HostsError> {
-    let from_env = ["SSHCC_HOSTS", "DISTCC_HOSTS"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some());
-    let mut list = match (&config.hosts, from_env) {
-        (Some(text), false) => hosts::parse(text)?,
-        _ => match hosts::load(hosts::process_env)? {
-            Some((list, _)) => list,
-            None => return Ok(None),
-        },
-    };
-    if list.randomize {
-        list.shuffle(u64::from(std::process::id()));
-    }
-    Ok(Some(list))
-}
-
-/// The entries as sent to the dispatcher, with the config file's per-host command
-/// filled in where an SSH entry names none.
-fn entries_for_dispatch(list: &HostList, config: &Config) -> Vec<String> {
-    list.hosts
-        .iter()
-        .map(|spec| match (&spec.kind, &spec.text.find('@')) {
-            (
-                HostKind::Ssh {
-                    host,
-                    command: None,
-                    ..
-                },
-                Some(at),
-            ) => match config.command_for(host) {
-                Some(command) => {
-                    let insert = at + spec.text[*at..].find(',').unwrap_or(spec.text.len() - at);
-                    format!("{}:{command}{}", &spec.text[..insert], &spec.text[insert..])
-                }
-                None => spec.text.clone(),
-            },
-            _ => spec.text.clone(),
-        })
-        .collect()
-}
 
 /// Runs the wrapper for sshcc's argv and returns the process exit status.
 pub fn run(args: &[OsString]) -> std::process::ExitCode {
@@ -239,7 +63,7 @@ pub fn run(args: &[OsString]) -> std::process::ExitCode {
             return ExitCode::BadArguments.into();
         }
     };
-    let settings = match Settings::from_env(&config) {
+    let settings = match ClientSettings::from_env(&config) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("sshcc: {err}");
@@ -322,7 +146,7 @@ enum Broker {
 }
 
 impl Broker {
-    async fn open(settings: &Settings) -> Broker {
+    async fn open(settings: &ClientSettings) -> Broker {
         if !settings.no_daemon {
             let connected = match RuntimeDir::prepare() {
                 Ok(dir) => DaemonClient::connect_or_start(&dir).await,
@@ -345,7 +169,7 @@ impl Broker {
     /// first replacement can meet it again); `None` after that, or without a daemon.
     async fn replace_daemon(
         &self,
-        settings: &Settings,
+        settings: &ClientSettings,
         replaced: &mut u32,
         err: &anyhow::Error,
         input: &str,
@@ -438,7 +262,7 @@ impl Broker {
 
 /// The real local compiler, for the dispatcher's toolchain check; empty (no check)
 /// when the check is off everywhere or the compiler cannot be found.
-fn local_compiler_for_check(invocation: &Invocation, settings: &Settings) -> String {
+fn local_compiler_for_check(invocation: &Invocation, settings: &ClientSettings) -> String {
     if settings.toolchain_check == Some(Policy::Off) {
         return String::new();
     }
@@ -451,7 +275,7 @@ fn local_compiler_for_check(invocation: &Invocation, settings: &Settings) -> Str
 
 /// `host=policy` entries: config.toml's per-host settings, then the global one
 /// (`SSHCC_TOOLCHAIN_CHECK` over config.toml's `toolchain_check`) as `*`.
-fn toolchain_policies(settings: &Settings, config: &Config) -> Vec<String> {
+fn toolchain_policies(settings: &ClientSettings, config: &Config) -> Vec<String> {
     let mut policies: Vec<String> = config
         .host
         .iter()
@@ -470,11 +294,11 @@ fn toolchain_policies(settings: &Settings, config: &Config) -> Vec<String> {
 async fn distribute(
     invocation: &Invocation,
     scan: &Distributable,
-    settings: &Settings,
+    settings: &ClientSettings,
     config: &Config,
 ) -> u8 {
     let input = invocation.argv[scan.input].as_str();
-    let host_list = match load_hosts(config) {
+    let host_list = match client_settings::load_hosts(config) {
         Ok(Some(list)) if !list.hosts.is_empty() => list,
         Ok(_) => {
             tracing::warn!(
@@ -510,7 +334,7 @@ async fn distribute(
     }
     let mut broker = Broker::open(settings).await;
     let acquire = Acquire {
-        hosts: entries_for_dispatch(&host_list, config),
+        hosts: client_settings::entries_for_dispatch(&host_list, config),
         ssh_config: settings.ssh_config.clone(),
         ssh_options: settings.ssh_options.clone(),
         unchecked_host_keys: settings.unchecked_host_keys.clone(),
@@ -559,7 +383,7 @@ async fn place_and_run(
     mut acquire: Acquire,
     invocation: &Invocation,
     scan: &Distributable,
-    settings: &Settings,
+    settings: &ClientSettings,
     remote_compiler: &str,
 ) -> u8 {
     let input = invocation.argv[scan.input].as_str();
@@ -730,7 +554,7 @@ fn classify(status: u32) -> Outcome {
 async fn no_remote_host(
     broker: &mut Broker,
     invocation: &Invocation,
-    settings: &Settings,
+    settings: &ClientSettings,
     input: &str,
     why: &str,
 ) -> u8 {
@@ -828,34 +652,6 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_config_supplies_commands_for_ssh_entries_without_one() {
-        let config = Config::parse("[host.box]\ncommand = \"/opt/sshcc\"\n").unwrap();
-        let list = hosts::parse("@box/8,lzo u@box @box:/x other/2 @elsewhere localhost").unwrap();
-        assert_eq!(
-            entries_for_dispatch(&list, &config),
-            [
-                "@box/8:/opt/sshcc,lzo",
-                "u@box:/opt/sshcc",
-                "@box:/x",
-                "other/2",
-                "@elsewhere",
-                "localhost"
-            ]
-        );
-    }
-
-    #[test]
-    fn distcc_ssh_options_are_split_like_a_shell_would() {
-        assert_eq!(
-            ssh_options_from("ssh -p 2222  -o 'ProxyJump=a b' -i \"/k e y\" -F\\ x").unwrap(),
-            ["-p", "2222", "-o", "ProxyJump=a b", "-i", "/k e y", "-F x"]
-        );
-        assert!(ssh_options_from("/usr/bin/ssh").unwrap().is_empty());
-        assert!(ssh_options_from("fakessh -x").unwrap().is_empty());
-        assert!(ssh_options_from("ssh -o \"x").is_err());
-    }
 
     #[test]
     fn wait_statuses_map_to_distcc_outcomes() {

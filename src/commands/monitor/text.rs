@@ -77,7 +77,7 @@ fn table(out: &mut String, titles: &[&str], rows: &[Vec<String>], left: &[usize]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::sample;
+    use crate::commands::monitor::sample;
 
     #[test]
     fn a_snapshot_shows_hosts_jobs_and_the_local_row() {

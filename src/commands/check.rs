@@ -19,6 +19,7 @@ use clap::Parser;
 use russh::ChannelMsg;
 use serde::Serialize;
 
+use crate::client_settings::ClientSettings;
 use crate::config::Config;
 use crate::dispatch::DEFAULT_REMOTE_COMMAND;
 use crate::dispatch::link::TCP_CONNECT_TIMEOUT;
@@ -28,7 +29,6 @@ use crate::server::identity::{BoxInfo, CompilerInfo};
 use crate::ssh::config::{self as ssh_config, ClientOptions};
 use crate::ssh::connection::SshConnection;
 use crate::toolchain::{self, Fingerprint, FingerprintCache, Policy};
-use crate::wrapper::Settings;
 use crate::wrapper::invocation::find_on_path;
 
 /// How long a box may take to answer `--box-info`: a slow login shell, plus hashing
@@ -206,11 +206,11 @@ impl From<&Fingerprint> for Toolchain {
 
 /// Runs `sshcc check` (`args[0]` is `check`).
 pub fn run(args: &[OsString]) -> std::process::ExitCode {
-    let options: Options = match crate::cli::parse_options(args) {
+    let options: Options = match crate::commands::parse_options(args) {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let (config, list) = match crate::cli::config_and_hosts() {
+    let (config, list) = match crate::client_settings::config_and_hosts() {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -218,7 +218,7 @@ pub fn run(args: &[OsString]) -> std::process::ExitCode {
         eprintln!("sshcc: the host list is empty: nothing to check");
         return ExitCode::NoHosts.into();
     }
-    let settings = match Settings::from_env(&config) {
+    let settings = match ClientSettings::from_env(&config) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("sshcc: {err}");
@@ -234,7 +234,7 @@ pub fn run(args: &[OsString]) -> std::process::ExitCode {
         config,
         policy: settings.toolchain_check,
     });
-    let probes = match crate::cli::runtime() {
+    let probes = match crate::async_runtime::build() {
         Ok(runtime) => runtime.block_on(probe_all(&list.hosts, &setup)),
         Err(err) => {
             eprintln!("sshcc: cannot start the async runtime: {err}");

@@ -350,7 +350,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::monitor::sample;
+    use crate::commands::monitor::sample;
 
     /// The screen `view` draws on a `width`×`height` terminal, one string per row.
     fn screen(

@@ -49,7 +49,7 @@ struct Options {
 pub fn run(args: &[OsString]) -> std::process::ExitCode {
     let mut argv = vec![OsString::from("sshcc mon")];
     argv.extend_from_slice(args);
-    let options: Options = match crate::cli::parse_options(&argv) {
+    let options: Options = match crate::commands::parse_options(&argv) {
         Ok(options) => options,
         Err(code) => return code,
     };

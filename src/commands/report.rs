@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use clap::Parser;
 
 use crate::exit_code::ExitCode;
-use crate::status::{HostKind, Stats, Status};
+use crate::status::{HostKind, Stats, Status, bytes, duration};
+use crate::system::now_unix;
 
 /// `sshcc status`'s options.
 #[derive(Debug, Parser)]
@@ -26,11 +27,11 @@ struct StatusOptions {
 
 /// `sshcc status [--json]`; `args` starts with `status`.
 pub fn status_command(args: &[OsString]) -> std::process::ExitCode {
-    let options: StatusOptions = match crate::cli::parse_options(args) {
+    let options: StatusOptions = match crate::commands::parse_options(args) {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let status = match super::client::fetch_status() {
+    let status = match crate::daemon::client::fetch_status() {
         Ok(status) => status,
         Err(err) => {
             eprintln!("sshcc: {err:#}");
@@ -155,11 +156,11 @@ struct StatsOptions {
 
 /// `sshcc stats [--json] [--reset]`; `args` starts with `stats`.
 pub fn stats_command(args: &[OsString]) -> std::process::ExitCode {
-    let options: StatsOptions = match crate::cli::parse_options(args) {
+    let options: StatsOptions = match crate::commands::parse_options(args) {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let stats = match super::client::fetch_stats(options.reset) {
+    let stats = match crate::daemon::client::fetch_stats(options.reset) {
         Ok(stats) => stats,
         Err(err) => {
             eprintln!("sshcc: {err:#}");
@@ -228,47 +229,9 @@ fn column_width<'a>(texts: impl Iterator<Item = &'a str>, minimum: usize) -> usi
         .max(minimum)
 }
 
-/// The current Unix time in seconds.
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-/// `850ms`, `12.3s`, `4m05s`, `2h10m`.
-pub(crate) fn duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
-        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
-    }
-}
-
-/// `512B`, `3.4kB`, `12.0MB`, `1.2GB` (powers of 1000).
-pub(crate) fn bytes(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n}B"),
-        1_000..1_000_000 => format!("{:.1}kB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1}MB", n as f64 / 1e6),
-        _ => format!("{:.1}GB", n as f64 / 1e9),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_and_sizes_read_well() {
-        assert_eq!(duration(850), "850ms");
-        assert_eq!(duration(12_345), "12.3s");
-        assert_eq!(duration(245_000), "4m05s");
-        assert_eq!(duration(7_800_000), "2h10m");
-        assert_eq!(bytes(512), "512B");
-        assert_eq!(bytes(3_400), "3.4kB");
-        assert_eq!(bytes(12_000_000), "12.0MB");
-    }
 
     #[test]
     fn no_daemon_is_said_plainly() {
