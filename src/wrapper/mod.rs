@@ -6,33 +6,32 @@
 //! Anything that is not a plain compile runs the real compiler directly (`exec`), so
 //! links, `-E`, configure tests and `-M` cost nothing extra.
 
+mod broker;
 pub mod invocation;
+mod output;
 pub mod preprocess;
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::client_settings::{self, ClientSettings};
 use crate::compiler::args::{self, Distributable};
 use crate::config::Config;
-use crate::daemon::client::DaemonClient;
 use crate::daemon::ipc::{Acquire, Assigned};
-use crate::daemon::runtime_dir::RuntimeDir;
-use crate::daemon::session::Session;
 use crate::daemon::stats_file;
-use crate::dispatch::Dispatcher;
 use crate::dispatch::link::Flavour;
 use crate::dispatch::tracker::LocalReason;
 use crate::exit_code::ExitCode;
 use crate::hosts;
-use crate::protocol::{JobContext, Request, Response, Version};
+use crate::protocol::{JobContext, Request, Version};
 use crate::status::Stats;
 use crate::toolchain::{self, Policy};
+use broker::Broker;
 use invocation::{Invocation, SAFEGUARD};
+use output::{deliver, report};
 use preprocess::Mode;
 
 /// Runs the wrapper for sshcc's argv and returns the process exit status.
@@ -133,130 +132,6 @@ fn exit_code_of(status: std::process::ExitStatus) -> u8 {
         (Some(code), _) => code as u8,
         (None, Some(signal)) => 128u8.saturating_add(signal as u8),
         (None, None) => ExitCode::Failure as u8,
-    }
-}
-
-/// How many times one job may move to a new daemon after the one serving it failed.
-const DAEMON_REPLACEMENTS: u32 = 2;
-
-/// How the wrapper reaches the dispatcher.
-enum Broker {
-    Daemon(DaemonClient),
-    InProcess(Session),
-}
-
-impl Broker {
-    async fn open(settings: &ClientSettings) -> Broker {
-        if !settings.no_daemon {
-            let connected = match RuntimeDir::prepare() {
-                Ok(dir) => DaemonClient::connect_or_start(&dir).await,
-                Err(err) => Err(err),
-            };
-            match connected {
-                Ok(client) => return Broker::Daemon(client),
-                Err(err) => {
-                    tracing::warn!("no sshcc daemon ({err:#}); dispatching this job directly")
-                }
-            }
-        }
-        Broker::InProcess(Session::new(Dispatcher::new()))
-    }
-
-    /// After the daemon failed (killed, crashed, stopped) while serving this job: a new
-    /// daemon, so the job is not compiled here (or, with `DISTCC_FALLBACK=0`, lost)
-    /// because of a daemon that is gone. At most [`DAEMON_REPLACEMENTS`] times per job
-    /// (a killed daemon's socket accepts connections for a moment while it dies, so the
-    /// first replacement can meet it again); `None` after that, or without a daemon.
-    async fn replace_daemon(
-        &self,
-        settings: &ClientSettings,
-        replaced: &mut u32,
-        err: &anyhow::Error,
-        input: &str,
-    ) -> Option<Broker> {
-        if !matches!(self, Broker::Daemon(_)) || *replaced >= DAEMON_REPLACEMENTS {
-            return None;
-        }
-        *replaced += 1;
-        tracing::warn!("the sshcc daemon failed ({err:#}); retrying {input} through a new one");
-        Some(Broker::open(settings).await)
-    }
-
-    /// Asks for a slot, telling the user what the dispatcher says they should know.
-    async fn acquire(&mut self, acquire: &Acquire) -> anyhow::Result<Assigned> {
-        let placement = match self {
-            Broker::Daemon(client) => client.acquire(acquire).await?,
-            Broker::InProcess(session) => session.acquire(acquire).await,
-        };
-        for notice in &placement.notices {
-            tracing::warn!("{notice}");
-        }
-        Ok(placement.assigned)
-    }
-
-    async fn run(
-        &mut self,
-        request: &Request,
-        context: &JobContext,
-    ) -> anyhow::Result<Result<Response, String>> {
-        let job_payload = crate::protocol::job::encode_job(request, context);
-        let answer = match self {
-            Broker::Daemon(client) => client.run(job_payload).await?,
-            Broker::InProcess(session) => session.run(job_payload).await,
-        };
-        match answer {
-            Err(why) => Ok(Err(why)),
-            Ok(encoded) => {
-                let mut input = &encoded[..];
-                let limits = crate::protocol::Limits::default();
-                Ok(Ok(crate::protocol::read_response(
-                    &mut input,
-                    Version::V1,
-                    &limits,
-                )
-                .await?))
-            }
-        }
-    }
-
-    /// The box would not (or could not) run the job, saying `why`: avoid it for a while.
-    async fn refused(&mut self, why: &str) {
-        match self {
-            Broker::Daemon(client) => {
-                let _ = client.refused(why).await;
-            }
-            Broker::InProcess(session) => session.refused(why),
-        }
-    }
-
-    /// The job compiles here now, for `reason` (a remote slot is released).
-    async fn local(&mut self, reason: LocalReason) {
-        match self {
-            Broker::Daemon(client) => {
-                let _ = client.local(reason).await;
-            }
-            Broker::InProcess(session) => session.local(reason),
-        }
-    }
-
-    /// The job ends with `status`. Without a daemon, its counts go to the stats file now.
-    async fn finish(self, status: u8) {
-        match self {
-            Broker::Daemon(mut client) => {
-                let _ = client.done(status).await;
-            }
-            Broker::InProcess(mut session) => {
-                session.done(status);
-                let dispatcher = session.dispatcher().clone();
-                drop(session);
-                dispatcher.book_traffic();
-                let counts = dispatcher.tracker().take_pending();
-                let saved = tokio::task::spawn_blocking(move || stats_file::merge(&counts)).await;
-                if let Ok(Err(err)) = saved {
-                    tracing::debug!("cannot count the job: {err:#}");
-                }
-            }
-        }
     }
 }
 
@@ -608,45 +483,6 @@ fn remote_command(invocation: &Invocation, remote_compiler: &str, mode: Mode) ->
         command.push("-fdiagnostics-color=always".to_string());
     }
     command
-}
-
-/// Prints the box's output and messages as the compiler would have.
-fn report(response: &Response) {
-    let _ = std::io::stdout().write_all(&response.stdout);
-    let _ = std::io::stderr().write_all(&response.stderr);
-}
-
-/// Writes the results of a successful remote compile.
-fn deliver(response: &Response, scan: &Distributable) -> u8 {
-    report(response);
-    match write_atomically(Path::new(&scan.output), &response.object) {
-        Ok(()) => 0,
-        Err(err) => {
-            eprintln!("sshcc: cannot write {}: {err}", scan.output);
-            1
-        }
-    }
-}
-
-/// Writes `data` to `path` through a temporary file in the same directory and a rename,
-/// so an interrupted build never leaves a truncated object that make would trust.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    // `-o /dev/null` and friends are written to, never replaced.
-    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
-        return std::fs::write(path, data);
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sshcc-")
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)?;
-    temp.write_all(data)?;
-    temp.persist(path).map_err(|err| err.error)?;
-    Ok(())
 }
 
 #[cfg(test)]
