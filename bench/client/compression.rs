@@ -1,11 +1,16 @@
 //! Compression ratio and speed on what a build sends: preprocessed sources (classic
 //! `-E` and `-E -fdirectives-only`) and objects, one payload per file as on the wire.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
+
+use crate::build::Project;
+use crate::lua;
 
 /// Each timing repeats the whole corpus until at least this long has passed (and at
 /// least [`MIN_REPS`] times), keeping the fastest repetition.
@@ -184,4 +189,63 @@ pub fn table(results: &[(&Corpus, Vec<Measured>)]) -> String {
         }
     }
     out
+}
+
+/// Section 5: the payloads of the build, compressed per file.
+pub fn compression_section(
+    project: &Project,
+    reference: &HashMap<String, Vec<u8>>,
+) -> Result<String> {
+    eprintln!("compression: preprocessing");
+    let preprocess = |extra: &[&str]| -> Result<Vec<Vec<u8>>> {
+        project
+            .objects
+            .iter()
+            .map(|object| {
+                let source = format!("{}.c", object.trim_end_matches(".o"));
+                let out = Command::new("gcc")
+                    .args(lua::CFLAGS)
+                    .arg("-E")
+                    .args(extra)
+                    .arg(&source)
+                    .current_dir(&project.dir)
+                    .stdin(Stdio::null())
+                    .output()
+                    .context("running gcc -E")?;
+                ensure!(out.status.success(), "gcc -E {source} failed");
+                Ok(out.stdout)
+            })
+            .collect()
+    };
+    let corpora = [
+        Corpus {
+            name: "`gcc -E`".to_owned(),
+            files: preprocess(&[])?,
+        },
+        Corpus {
+            name: "`gcc -E -fdirectives-only`".to_owned(),
+            files: preprocess(&["-fdirectives-only"])?,
+        },
+        Corpus {
+            name: "objects (`-O2`)".to_owned(),
+            files: project
+                .objects
+                .iter()
+                .map(|name| reference[name].clone())
+                .collect(),
+        },
+    ];
+    let mut results = Vec::new();
+    for corpus in &corpora {
+        let mut measured = Vec::new();
+        for codec in Codec::ALL {
+            eprintln!("compression: {} on {}", codec.label(), corpus.name);
+            measured.push(measure(codec, corpus)?);
+        }
+        results.push((corpus, measured));
+    }
+    Ok(format!(
+        "### 5. Compression of the build's payloads (per file, fastest of ≥ 3 passes)\n\n{}",
+        table(&results)
+    ))
 }
