@@ -18,6 +18,7 @@ pub mod commands;
 pub mod compiler;
 pub mod config;
 pub mod daemon;
+pub mod digest;
 pub mod dispatch;
 pub mod exit_code;
 pub mod hosts;
