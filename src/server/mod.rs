@@ -13,6 +13,7 @@ pub mod job;
 pub mod sandbox;
 pub mod settings;
 pub mod slots;
+pub mod store;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
