@@ -96,6 +96,7 @@ const OWN_OPTIONS: &[&str] = &[
     "--sandbox-allow",
     "--sandbox-write",
     "--lock-dir",
+    "--cache-size",
 ];
 
 /// Runs the process for `args` (as from `std::env::args_os`).

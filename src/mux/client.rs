@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::digest::Digest;
 use crate::protocol::mux::frame::{self, Compression, Frame};
+use crate::protocol::mux::remote::{self, RemoteAnswer, RemoteJob};
 use crate::protocol::mux::{Hello, kind};
 use crate::toolchain::Fingerprint;
 
@@ -30,6 +32,8 @@ pub enum MuxError {
     NoGreeting(String),
     #[error("the connection to the box was lost")]
     Lost,
+    #[error("the box sent an unreadable answer: {0}")]
+    Garbled(String),
 }
 
 /// Bytes to and from one box, over all its connections: on the wire (the stream the
@@ -265,7 +269,7 @@ impl MuxClient {
                         break;
                     }
                     traffic.payload_sent(FRAME_HEADER + frame.payload.len() as u64);
-                    if frame.kind == kind::JOB {
+                    if frame.kind == kind::JOB || frame.kind == kind::REMOTE_JOB {
                         traffic.job_sent();
                     }
                     if let Some(observer) = observer {
@@ -281,9 +285,7 @@ impl MuxClient {
             tokio::spawn(async move {
                 loop {
                     match read_frame_announced(&mut reader, &pending).await {
-                        Ok(Some(frame))
-                            if frame.kind == kind::RESULT || frame.kind == kind::IDENTITY =>
-                        {
+                        Ok(Some(frame)) if kind::is_answer(frame.kind) => {
                             traffic.payload_received(FRAME_HEADER + frame.payload.len() as u64);
                             let waiter = pending.lock().expect("pending lock").remove(&frame.job);
                             if let Some(waiter) = waiter {
@@ -373,6 +375,42 @@ impl MuxClient {
         )))
     }
 
+    /// Which of `digests` the box's content store lacks.
+    pub async fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, MuxError> {
+        let answer = self
+            .request(kind::FIND_MISSING, remote::encode_digests(digests), None)
+            .await?;
+        remote::decode_digests(&answer).map_err(|err| MuxError::Garbled(err.to_string()))
+    }
+
+    /// Stores blobs (digest and content each) in the box's content store; `Err` with
+    /// the box's reason when it refused one.
+    pub async fn put_blobs(
+        &self,
+        blobs: &[(Digest, Vec<u8>)],
+    ) -> Result<Result<(), String>, MuxError> {
+        let payload =
+            remote::encode_blobs(blobs.iter().map(|(digest, content)| (digest, &content[..])));
+        let answer = self.request(kind::PUT_BLOBS, payload, None).await?;
+        Ok(if answer.is_empty() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&answer).into_owned())
+        })
+    }
+
+    /// Runs a job whose inputs are in the box's store. Dropping the future cancels it.
+    pub async fn run_remote(
+        &self,
+        job: &RemoteJob,
+        observer: Option<Observer>,
+    ) -> Result<RemoteAnswer, MuxError> {
+        let answer = self
+            .request(kind::REMOTE_JOB, job.encode(), observer)
+            .await?;
+        RemoteAnswer::decode(&answer).map_err(|err| MuxError::Garbled(err.to_string()))
+    }
+
     /// Sends a request frame and waits for the answer with the same id.
     async fn request(
         &self,
@@ -436,7 +474,7 @@ async fn read_frame_announced<R: AsyncRead + Unpin>(
             n => filled += n,
         }
     }
-    if header[4] == kind::RESULT {
+    if header[4] == kind::RESULT || header[4] == kind::REMOTE_RESULT {
         let job = u64::from_be_bytes(header[6..14].try_into().expect("8 bytes"));
         let observer = pending
             .lock()
@@ -500,6 +538,7 @@ mod tests {
             protocol: 2,
             version: "test".into(),
             hostname: "box".into(),
+            no_remote_preprocessing: Some("old".into()),
         };
         frame::write_frame(
             &mut box_writer,

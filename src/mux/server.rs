@@ -10,8 +10,9 @@ use tokio::task::JoinSet;
 
 use crate::exit_code::ExitCode;
 use crate::protocol::mux::frame::{self, Compression, Frame};
-use crate::protocol::mux::{Hello, kind};
+use crate::protocol::mux::{Hello, kind, remote};
 use crate::protocol::{self, Response, Version};
+use crate::server::store::Store;
 use crate::server::{allowlist::Allowlist, job, settings::BoxSettings};
 
 /// Serves jobs from `input` until it ends, answering on `output`; returns the process
@@ -23,9 +24,11 @@ where
 {
     // Shared by every job of the link rather than copied into each.
     let settings = Arc::new(settings);
+    let store = open_store(&settings).await;
+    let hello = Hello::ours(job::hostname(), store.as_ref().err().cloned());
     let (results, mut outgoing) = mpsc::channel::<Frame>(64);
     let writer = tokio::spawn(async move {
-        let hello = Frame::new(kind::HELLO, 0, Hello::ours(job::hostname()).encode());
+        let hello = Frame::new(kind::HELLO, 0, hello.encode());
         frame::write_frame(&mut output, &hello, Compression::None).await?;
         while let Some(frame) = outgoing.recv().await {
             frame::write_frame(&mut output, &frame, Compression::Zstd).await?;
@@ -80,6 +83,16 @@ where
                         .await;
                 });
             }
+            kind::FIND_MISSING | kind::PUT_BLOBS => {
+                let results = results.clone();
+                let store = store.clone();
+                jobs.spawn(async move {
+                    let answer = tokio::task::spawn_blocking(move || store_request(&frame, store))
+                        .await
+                        .unwrap_or_else(|err| Frame::new(kind::STORED, 0, err.to_string().into()));
+                    let _ = results.send(answer).await;
+                });
+            }
             kind::CANCEL => {
                 if let Some(cancel) = cancels.remove(&frame.job) {
                     let _ = cancel.send(());
@@ -96,6 +109,60 @@ where
         Ok(Ok(())) => status,
         _ => ExitCode::IoError as u8,
     }
+}
+
+/// This account's content store, or why there is none (then the box takes no
+/// remote-preprocessed jobs, and says so in its greeting).
+async fn open_store(settings: &BoxSettings) -> Result<Arc<Store>, String> {
+    let bound = settings.cache_size;
+    tokio::task::spawn_blocking(move || {
+        let root = Store::default_root()
+            .ok_or_else(|| "no home or XDG_CACHE_HOME for the content store".to_string())?;
+        Store::open(&root, bound)
+            .map(Arc::new)
+            .map_err(|err| format!("cannot open the content store {}: {err:#}", root.display()))
+    })
+    .await
+    .unwrap_or_else(|err| Err(format!("opening the content store failed: {err}")))
+}
+
+/// Answers a FIND_MISSING or PUT_BLOBS frame from the store (blocking I/O).
+fn store_request(frame: &Frame, store: Result<Arc<Store>, String>) -> Frame {
+    let answer = |kind, payload: Vec<u8>| Frame::new(kind, frame.job, payload);
+    let store = match store {
+        Ok(store) => store,
+        // No store: every blob is missing, and none can be stored.
+        Err(why) if frame.kind == kind::FIND_MISSING => {
+            tracing::debug!("{why}");
+            return answer(kind::MISSING, frame.payload.clone());
+        }
+        Err(why) => return answer(kind::STORED, why.into_bytes()),
+    };
+    if frame.kind == kind::FIND_MISSING {
+        return match remote::decode_digests(&frame.payload) {
+            Ok(digests) => answer(
+                kind::MISSING,
+                remote::encode_digests(&store.find_missing(&digests)),
+            ),
+            Err(err) => {
+                tracing::warn!("bad FIND_MISSING from the client: {err}");
+                answer(kind::MISSING, frame.payload.clone())
+            }
+        };
+    }
+    let blobs = match remote::decode_blobs(&frame.payload) {
+        Ok(blobs) => blobs,
+        Err(err) => return answer(kind::STORED, format!("bad PUT_BLOBS: {err}").into_bytes()),
+    };
+    for (digest, content) in blobs {
+        if let Err(err) = store.insert(&digest, content) {
+            // A blob whose content is not what its digest says is refused, whoever
+            // sent it: the store only ever holds what it verified.
+            tracing::warn!("refused blob {digest}: {err}");
+            return answer(kind::STORED, format!("blob {digest}: {err}").into_bytes());
+        }
+    }
+    answer(kind::STORED, Vec::new())
 }
 
 /// Runs one job; `None` when it was cancelled.

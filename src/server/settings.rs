@@ -46,7 +46,7 @@ pub struct BoxSettings {
     pub job_lifetime: u64,
     /// Refuse requests whose source is larger than this (suffixes K, M, G).
     #[arg(long, env = "SSHCC_MAX_INPUT", value_name = "BYTES", default_value = "256M",
-          value_parser = parse_size)]
+          value_parser = parse_positive_size)]
     pub max_input: u64,
     /// Confine each compile with Landlock: auto (when the kernel can), required (refuse
     /// jobs otherwise) or off.
@@ -78,6 +78,12 @@ pub struct BoxSettings {
         default_value = "/tmp/sshcc-slots"
     )]
     pub lock_dir: PathBuf,
+    /// The bound of this account's content store (`~/.cache/sshcc/store`, or under
+    /// `$XDG_CACHE_HOME`), where remote-preprocessed jobs' sources and headers are kept
+    /// between jobs; least recently used blobs are evicted beyond it (suffixes K, M, G).
+    #[arg(long, env = "SSHCC_CACHE_SIZE", value_name = "BYTES", default_value = "10G",
+          value_parser = crate::server::store::parse_size)]
+    pub cache_size: u64,
 }
 
 impl BoxSettings {
@@ -105,22 +111,13 @@ impl BoxSettings {
     }
 }
 
-/// `512`, `64K`, `256M`, `1G` (powers of 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, shift) = match text.char_indices().last() {
-        Some((at, 'k' | 'K')) => (&text[..at], 10),
-        Some((at, 'm' | 'M')) => (&text[..at], 20),
-        Some((at, 'g' | 'G')) => (&text[..at], 30),
-        _ => (text, 0),
-    };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 256M"))?;
-    number
-        .checked_mul(1 << shift)
-        .filter(|&bytes| bytes > 0)
-        .ok_or_else(|| format!("{text:?} is not a usable size"))
+/// A positive size such as `256M` (see [`crate::server::store::parse_size`]).
+fn parse_positive_size(text: &str) -> Result<u64, String> {
+    match crate::server::store::parse_size(text) {
+        Ok(0) => Err(format!("{text:?} is not a usable size")),
+        Ok(bytes) => Ok(bytes),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -129,13 +126,13 @@ mod tests {
 
     #[test]
     fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("512"), Ok(512));
-        assert_eq!(parse_size("64K"), Ok(64 << 10));
-        assert_eq!(parse_size("256m"), Ok(256 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_positive_size("512"), Ok(512));
+        assert_eq!(parse_positive_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_positive_size("256m"), Ok(256 << 20));
+        assert_eq!(parse_positive_size("1G"), Ok(1 << 30));
+        assert!(parse_positive_size("0").is_err());
+        assert!(parse_positive_size("lots").is_err());
+        assert!(parse_positive_size("99999999999G").is_err());
     }
 
     #[test]
@@ -149,5 +146,6 @@ mod tests {
         assert_eq!(settings.nice, 5);
         assert_eq!(settings.sandbox, SandboxMode::Auto);
         assert_eq!(settings.max_input, 256 << 20);
+        assert_eq!(settings.cache_size, 10 << 30);
     }
 }
