@@ -284,6 +284,22 @@ impl HostLink {
         Ok(identity)
     }
 
+    /// The mux client, when the box runs `sshcc --mux`.
+    pub fn mux_client(&self) -> Option<&MuxClient> {
+        match &self.transport {
+            Transport::Mux { client, .. } => Some(client),
+            _ => None,
+        }
+    }
+
+    /// Why the box cannot take remote-preprocessed jobs, or `None` when it can.
+    pub fn no_remote_preprocessing(&self) -> Option<String> {
+        match &self.transport {
+            Transport::Mux { client, .. } => client.hello().no_remote_preprocessing.clone(),
+            _ => Some("a stock distccd preprocesses nothing".to_string()),
+        }
+    }
+
     pub fn flavour(&self) -> Flavour {
         match self.transport {
             Transport::Mux { .. } => Flavour::Sshcc,

@@ -7,6 +7,7 @@
 //! builds with different `DISTCC_HOSTS` can share one daemon.
 
 pub mod link;
+pub mod remote;
 pub mod tracker;
 
 use std::collections::{HashMap, HashSet};
@@ -19,10 +20,12 @@ use tokio::sync::Notify;
 
 use crate::hosts::{HostKind, HostSpec};
 use crate::mux::client::Observer;
+use crate::protocol::mux::remote::{RemoteCompile, RemoteJob};
 use crate::ssh::config::{self, ClientOptions};
 use crate::status::{self, HostStatus, JobStatus};
 use crate::toolchain::{Fingerprint, FingerprintCache, Policy};
 use link::{Flavour, HostLink, LinkError, LinkMeter, RemoteIdentity};
+use remote::{JobBlobs, JobFailure, KnownBlobs};
 use tracker::Tracker;
 
 /// The remote command when the host entry names none.
@@ -110,6 +113,8 @@ struct HostState {
     last_failure: Mutex<String>,
     /// Serialises connecting, so 64 concurrent first jobs open one connection.
     link: tokio::sync::Mutex<Option<Arc<HostLink>>>,
+    /// Blobs the box's content store holds, as far as this daemon knows.
+    known_blobs: KnownBlobs,
 }
 
 /// A held slot on a box; released when dropped.
@@ -150,6 +155,45 @@ impl RemoteSlot {
             Err(_) => {
                 self.link.retire();
                 Err(LinkError(format!(
+                    "{}: no answer within {}s (DISTCC_IO_TIMEOUT)",
+                    self.link.label(),
+                    io_timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Why this box cannot take remote-preprocessed jobs, or `None` when it can.
+    pub fn no_remote_preprocessing(&self) -> Option<String> {
+        self.link.no_remote_preprocessing()
+    }
+
+    /// Runs a remote-preprocessed job (uploading what the box lacks of `blobs` first)
+    /// within `io_timeout`; see [`remote::run`].
+    pub async fn run_remote(
+        &self,
+        job: &RemoteJob,
+        blobs: &JobBlobs,
+        io_timeout: Duration,
+        observer: Option<Observer>,
+    ) -> Result<RemoteCompile, JobFailure> {
+        let Some(client) = self.link.mux_client() else {
+            return Err(JobFailure::Box(format!(
+                "{} does not run sshcc --mux",
+                self.link.label()
+            )));
+        };
+        let running = remote::run(client, job, blobs, &self.host.known_blobs, observer);
+        match tokio::time::timeout(io_timeout, running).await {
+            Ok(result) => {
+                if result.is_ok() {
+                    self.host.done.fetch_add(1, Ordering::Relaxed);
+                }
+                result
+            }
+            Err(_) => {
+                self.link.retire();
+                Err(JobFailure::Box(format!(
                     "{}: no answer within {}s (DISTCC_IO_TIMEOUT)",
                     self.link.label(),
                     io_timeout.as_secs()
@@ -304,6 +348,7 @@ impl Dispatcher {
                     backoff_until: Mutex::new(None),
                     last_failure: Mutex::new(String::new()),
                     link: tokio::sync::Mutex::new(None),
+                    known_blobs: KnownBlobs::default(),
                 })
             })
             .clone()

@@ -1,0 +1,179 @@
+//! Running a remote-preprocessed job on a mux link: the blobs of its input tree that
+//! the box lacks go up first (each at most once per box while the daemon lives), then
+//! the job; what the box evicted in between is sent again when it says so.
+//!
+//! Which blobs a box holds is remembered per host ([`KnownBlobs`]), so a warm build
+//! asks nothing before a job: only blobs new to this daemon are looked up with
+//! FIND_MISSING, and only the missing ones are read from disk and sent.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::digest::Digest;
+use crate::mux::client::{MuxClient, MuxError, Observer};
+use crate::protocol::mux::remote::{
+    BLOB_FRAME_BUDGET, MAX_BLOBS_PER_FRAME, RemoteAnswer, RemoteCompile, RemoteJob,
+};
+
+/// How many times a job is sent again after the box reported blobs missing (evicted
+/// between the upload and the job, by another daemon filling the same store).
+const MISSING_RETRIES: usize = 2;
+
+/// Where every blob of one job's input tree comes from.
+#[derive(Debug, Default)]
+pub struct JobBlobs {
+    /// Blobs made in memory: the tree's directories.
+    pub memory: HashMap<Digest, Vec<u8>>,
+    /// File contents, read from the client's files when they must be sent.
+    pub files: HashMap<Digest, PathBuf>,
+}
+
+impl JobBlobs {
+    fn all(&self) -> impl Iterator<Item = &Digest> {
+        self.memory.keys().chain(self.files.keys())
+    }
+
+    /// The blob's content, checked against its digest: a file rewritten since it was
+    /// hashed must not go up under its old digest (the box would refuse it anyway).
+    async fn read(&self, digest: &Digest) -> Result<Vec<u8>, JobFailure> {
+        if let Some(bytes) = self.memory.get(digest) {
+            return Ok(bytes.clone());
+        }
+        let path = self.files.get(digest).ok_or_else(|| {
+            JobFailure::Box(format!(
+                "the box asked for {digest}, which is not in the job"
+            ))
+        })?;
+        match tokio::fs::read(path).await {
+            Ok(content) if Digest::of(&content) == *digest => Ok(content),
+            _ => Err(JobFailure::Changed(format!(
+                "{} changed while it was sent",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// The blobs a daemon knows a box's store holds (it sent them, or the box said it had
+/// them). Eviction on the box can make this wrong; the box then answers `Missing`.
+#[derive(Debug, Default)]
+pub struct KnownBlobs(Mutex<HashSet<Digest>>);
+
+impl KnownBlobs {
+    fn unknown<'a>(&self, digests: impl Iterator<Item = &'a Digest>) -> Vec<Digest> {
+        let known = self.0.lock().expect("known blobs lock");
+        let mut unknown: Vec<Digest> = digests.filter(|d| !known.contains(d)).copied().collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        unknown
+    }
+
+    fn learn(&self, digests: impl IntoIterator<Item = Digest>) {
+        self.0.lock().expect("known blobs lock").extend(digests);
+    }
+
+    fn forget(&self, digests: &[Digest]) {
+        let mut known = self.0.lock().expect("known blobs lock");
+        for digest in digests {
+            known.remove(digest);
+        }
+    }
+}
+
+/// Why a remote-preprocessed job has no compile result.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// The link failed or the box misbehaved: the host is at fault.
+    #[error("{0}")]
+    Box(String),
+    /// An input changed on the client while the job was prepared or sent: compile
+    /// here, where the current files are.
+    #[error("{0}")]
+    Changed(String),
+    /// The box refused the job (distcc's exit code and the reason).
+    #[error("{reason}")]
+    Refused { code: u8, reason: String },
+}
+
+impl From<MuxError> for JobFailure {
+    fn from(err: MuxError) -> Self {
+        JobFailure::Box(err.to_string())
+    }
+}
+
+/// Uploads what the box lacks of `blobs`, then runs `job` (whose root is among them).
+pub async fn run(
+    client: &MuxClient,
+    job: &RemoteJob,
+    blobs: &JobBlobs,
+    known: &KnownBlobs,
+    observer: Option<Observer>,
+) -> Result<RemoteCompile, JobFailure> {
+    let unknown = known.unknown(blobs.all());
+    if !unknown.is_empty() {
+        let missing = client.find_missing(&unknown).await?;
+        upload(client, blobs, &missing).await?;
+        known.learn(unknown);
+    }
+    let mut retries = 0;
+    loop {
+        match client.run_remote(job, observer.clone()).await? {
+            RemoteAnswer::Compiled(compile) => return Ok(compile),
+            RemoteAnswer::Refused { code, reason } => {
+                return Err(JobFailure::Refused { code, reason });
+            }
+            RemoteAnswer::Missing(missing) if retries < MISSING_RETRIES => {
+                tracing::debug!(
+                    "the box lacks {} blobs of the job; sending them",
+                    missing.len()
+                );
+                retries += 1;
+                known.forget(&missing);
+                upload(client, blobs, &missing).await?;
+                known.learn(missing);
+            }
+            RemoteAnswer::Missing(missing) => {
+                return Err(JobFailure::Box(format!(
+                    "the box still lacks {} blobs after {MISSING_RETRIES} uploads (is its store too small?)",
+                    missing.len()
+                )));
+            }
+        }
+    }
+}
+
+/// Sends `missing` in frames of at most [`BLOB_FRAME_BUDGET`] bytes (a larger blob goes
+/// alone) and [`MAX_BLOBS_PER_FRAME`] blobs.
+async fn upload(
+    client: &MuxClient,
+    blobs: &JobBlobs,
+    missing: &[Digest],
+) -> Result<(), JobFailure> {
+    let mut batch: Vec<(Digest, Vec<u8>)> = Vec::new();
+    let mut batch_bytes = 0;
+    for digest in missing {
+        let content = blobs.read(digest).await?;
+        if !batch.is_empty()
+            && (batch_bytes + content.len() > BLOB_FRAME_BUDGET
+                || batch.len() == MAX_BLOBS_PER_FRAME)
+        {
+            send(client, &batch).await?;
+            batch.clear();
+            batch_bytes = 0;
+        }
+        batch_bytes += content.len();
+        batch.push((*digest, content));
+    }
+    if !batch.is_empty() {
+        send(client, &batch).await?;
+    }
+    Ok(())
+}
+
+async fn send(client: &MuxClient, batch: &[(Digest, Vec<u8>)]) -> Result<(), JobFailure> {
+    client
+        .put_blobs(batch)
+        .await?
+        .map_err(|why| JobFailure::Box(format!("the box refused a blob: {why}")))
+}
