@@ -1,15 +1,27 @@
 //! sshcc: a distcc-compatible compile dispatcher whose transport is SSH.
 //!
 //! # Layout
-//! - [`protocol`]: the distcc wire protocol (framing, LZO, requests and responses), over
-//!   any `AsyncRead`/`AsyncWrite`.
-//! - [`compiler`]: compiler command lines: source-file rules and distcc's
-//!   distributable-or-local verdict.
-//! - [`server`]: the box side, `sshcc --inetd`: allowlist, argument policy, running a job.
-//! - [`exit_code`]: distcc's exit codes 100–120.
-//! - [`cli`]: the command line of the `sshcc` binary.
-//! - [`throwaway_box`]: a private OpenSSH sshd on loopback standing in for a build box
-//!   (tests, the demo and the benchmarks).
+//! Modules from the top down; each uses only modules below it (checked by
+//! `tests/layering.rs`; docs/design.md has the module table).
+//! - [`cli`]: which role the process plays (wrapper, daemon, box worker, a command).
+//! - [`commands`]: `sshcc check`, `status`, `stats` and `mon`.
+//! - [`wrapper`]: the compiler wrapper: where a job runs, preprocessing, writing the
+//!   results as a local compile would.
+//! - [`daemon`]: the per-user daemon behind a Unix socket, and the wrappers' side of it.
+//! - [`dispatch`]: slots per host, backoff, the pool of connections to boxes.
+//! - [`mux`]: both ends of a multiplexed link (`sshcc --mux` and the daemon's client).
+//! - [`server`]: the box side of a job: allowlist, argument policy, sandbox, slots,
+//!   running the compiler, `sshcc --inetd`. [`ssh`]: reaching a box (OpenSSH's
+//!   configuration, known_hosts, russh connections).
+//! - [`protocol`]: the wire formats, distcc's and sshcc's mux framing, over any
+//!   `AsyncRead`/`AsyncWrite`. [`throwaway_box`]: a private OpenSSH sshd on loopback
+//!   standing in for a build box (tests, the demo and the benchmarks).
+//! - [`client_settings`]: the client's environment over `config.toml`, and the host list.
+//! - [`config`] (`config.toml`), [`hosts`] (distcc's host-list grammar and sources).
+//! - Small shared pieces: [`compiler`] (command lines and distcc's distributable
+//!   verdict), [`toolchain`] (compiler identity), [`status`] (the status and stats
+//!   schema), [`digest`] (content digests), [`exit_code`] (distcc's 100–120),
+//!   [`system`] (libc facts, locks), [`async_runtime`].
 
 pub mod async_runtime;
 pub mod cli;
