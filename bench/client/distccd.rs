@@ -1,4 +1,5 @@
-//! The TCP routes' `distccd --daemon` on an ephemeral port of 127.0.0.1.
+//! The TCP routes' `distccd --daemon` on an ephemeral port of 127.0.0.1, in a process
+//! group of its own so that stopping it stops the workers it pre-forks too.
 
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -41,7 +42,8 @@ impl Distccd {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file)
-                // distccd signals its whole process group when it stops.
+                // Its own group, led by it: the workers it forks join it, so they can
+                // be stopped together however the leader ends.
                 .process_group(0)
                 .spawn()
                 .context("starting distccd")?;
@@ -54,8 +56,7 @@ impl Distccd {
                     return Ok(Distccd { child, port, log });
                 }
                 if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    stop_group(&mut child);
                     bail!("distccd did not listen on port {port} within 10 s");
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -81,10 +82,54 @@ impl Distccd {
 
 impl Drop for Distccd {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
+}
+
+/// How long the group gets to exit after SIGTERM before what is left is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops `child`, which leads its own process group, and everything in that group:
+/// SIGTERM to the whole group (distccd and its pre-forked workers all stop on it), then
+/// the leader is reaped and the workers, which init adopts, are waited for until none
+/// runs; whatever is left after [`STOP_GRACE`] is SIGKILLed. Signalling only the leader
+/// relies on it passing the signal on, which it cannot when it dies at once (SIGKILL),
+/// and then its workers outlive the benchmark.
+fn stop_group(child: &mut Child) {
+    let group = child.id() as libc::pid_t;
+    // SAFETY: kill(2) has no memory-safety preconditions. The group id is the unreaped
+    // leader's pid, so it cannot belong to anyone else yet.
+    unsafe { libc::kill(-group, libc::SIGTERM) };
+    let _ = child.wait();
+    let deadline = Instant::now() + STOP_GRACE;
+    // Once the leader is reaped, the id stays taken only while a member is alive, and
+    // the SIGKILL below is sent only after one was seen running.
+    while group_running(group) {
+        if Instant::now() > deadline {
+            // SAFETY: as above; a member was just seen running, so the group is still ours.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether some process of `group` still runs. Read from /proc rather than with
+/// `kill(-group, 0)`, which also counts zombies that only wait for init to reap them.
+fn group_running(group: libc::pid_t) -> bool {
+    let group = group.to_string();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+            // After the command name (which may contain ") "): state, ppid, pgrp.
+            let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| {
+                rest.split_whitespace().take(3).collect()
+            });
+            matches!(fields[..], [state, _, pgrp] if state != "Z" && pgrp == group)
+        })
+    })
 }
 
 /// `SSHCC_BENCH_DISTCCD_NICE`: a niceness for the TCP distccd instead of its default
