@@ -13,6 +13,9 @@
 //! the sshd log) and the `sshd` process serving it. It never reads or writes
 //! the real `~/.ssh` of the user running the tests: clients reach the box with
 //! `ssh -F <ssh_config> box`, which ignores every other client configuration.
+//! Its sessions get their own slot, temporary, cache, state and config
+//! directories inside the box's directory, so that what runs on the box (which
+//! logs in as the same user) leaves the real home alone too.
 //! Dropping the box kills sshd together with every session it spawned and
 //! deletes the directory.
 
@@ -40,6 +43,19 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Picking a free port and letting sshd bind it later is racy; a lost race
 /// just costs a retry on a fresh port.
 const MAX_ATTEMPTS: usize = 5;
+/// The variables a box gives its sessions, unless the caller sets them, and the
+/// directory inside the box's own that each names (see `BoxBuilder::with_own_dirs`).
+const SESSION_DIRS: [(&str, &str); 7] = [
+    ("SSHCC_LOCK_DIR", "slots"),
+    ("TMPDIR", "tmp"),
+    ("XDG_CACHE_HOME", "cache"),
+    ("XDG_STATE_HOME", "state"),
+    ("XDG_CONFIG_HOME", "config"),
+    ("DISTCC_DIR", "distcc"),
+    ("CCACHE_DIR", "ccache"),
+];
+/// Marks every process of one test run (set by `scripts/no-trace.sh`).
+const RUN_MARKER: &str = "SSHCC_TEST_RUN_ID";
 
 /// Configures a [`ThrowawayBox`]; obtained from [`ThrowawayBox::builder`].
 #[derive(Debug, Clone, Default)]
@@ -148,7 +164,7 @@ impl BoxBuilder {
             "temporary directory {} contains whitespace, which distcc's DISTCC_SSH splitting cannot handle",
             paths.dir.display()
         );
-        let this = self.with_own_compile_slots(&paths.dir)?;
+        let this = self.with_own_dirs(&paths.dir)?;
         let authorized_key_options = this.authorized_key_options()?;
 
         keygen(&paths.host_key, "sshcc-throwaway-host")?;
@@ -249,20 +265,36 @@ impl BoxBuilder {
         bail!("throwaway sshd exited on each of {MAX_ATTEMPTS} ports:\n{lost_races}")
     }
 
-    /// Gives the box compile slots of its own (`SSHCC_LOCK_DIR` inside its directory)
-    /// unless the caller chose a lock directory: each box stands for a machine, and the
-    /// boxes of concurrent tests must not wait for each other's slots, nor for a frozen
-    /// box's.
-    fn with_own_compile_slots(&self, dir: &Path) -> Result<BoxBuilder> {
+    /// Gives the box's sessions directories of their own inside the box's directory,
+    /// each unless the caller chose it: compile slots (`SSHCC_LOCK_DIR`), so that the
+    /// boxes of concurrent tests never wait for each other's slots, nor for a frozen
+    /// box's; and a private `TMPDIR` (job directories), cache, state and config
+    /// (`XDG_*_HOME`, so `sshcc --mux`'s toolchain fingerprints), `DISTCC_DIR` and
+    /// `CCACHE_DIR`, so that the box's programs never write into the real home of the
+    /// account it logs in as. Each box stands for a machine of its own.
+    ///
+    /// A test run's marker `SSHCC_TEST_RUN_ID` (see `scripts/no-trace.sh`), which sshd
+    /// would not pass on, reaches every session too, so that a process the box leaves
+    /// behind can be told apart.
+    fn with_own_dirs(&self, dir: &Path) -> Result<BoxBuilder> {
+        use std::os::unix::fs::PermissionsExt;
         let mut this = self.clone();
-        if !this.env.iter().any(|(key, _)| key == "SSHCC_LOCK_DIR") {
-            use std::os::unix::fs::PermissionsExt;
-            let slots = dir.join("slots");
-            fs::create_dir(&slots).context("creating the box's slot directory")?;
-            // Shared by every account the box serves, as /tmp/sshcc-slots would be.
-            fs::set_permissions(&slots, fs::Permissions::from_mode(0o1777))
-                .context("opening the slot directory to every account")?;
-            this = this.env("SSHCC_LOCK_DIR", slots.display().to_string());
+        for (key, name) in SESSION_DIRS {
+            if this.env.iter().any(|(set, _)| set == key) {
+                continue;
+            }
+            let path = dir.join(name);
+            fs::create_dir(&path)
+                .with_context(|| format!("creating the box's {name} directory"))?;
+            // Shared by every account the box serves, as /tmp/sshcc-slots or /tmp would be.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o1777))
+                .with_context(|| format!("opening the box's {name} directory to every account"))?;
+            this = this.env(key, path.display().to_string());
+        }
+        if let Ok(run) = std::env::var(RUN_MARKER)
+            && !this.env.iter().any(|(key, _)| key == RUN_MARKER)
+        {
+            this = this.env(RUN_MARKER, run);
         }
         Ok(this)
     }
