@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{compile_locally, compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
+use common::{Scratch, compile_locally, compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
 use sshcc::throwaway_box::ThrowawayBox;
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
@@ -119,7 +119,7 @@ fn builds_reach_a_box_only_through_one_or_two_bastions() {
         return;
     }
     let network = Network::new();
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     let list = scratch.path().join("list");
     std::fs::write(&list, ALLOWLIST).unwrap();
     let list = list.to_str().unwrap();
@@ -159,12 +159,12 @@ fn builds_reach_a_box_only_through_one_or_two_bastions() {
         !direct.status.success(),
         "the target must not be reachable directly"
     );
-    let output = compile_via(&config, "target-direct", dir);
+    let output = compile_via(&config, "target-direct", dir, scratch.path());
     assert_eq!(output.status.code(), Some(116), "{}", stderr(&output));
 
     for alias in ["jump2", "target"] {
         let _ = std::fs::remove_file(dir.join("g.o"));
-        let output = compile_via(&config, alias, dir);
+        let output = compile_via(&config, alias, dir, scratch.path());
         assert!(output.status.success(), "via {alias}: {}", stderr(&output));
         assert_eq!(
             std::fs::read(dir.join("g.o")).unwrap(),
@@ -177,20 +177,17 @@ fn builds_reach_a_box_only_through_one_or_two_bastions() {
     // the second box reaches jump2 over the connection the first one opened.
     let logins = |b: &ThrowawayBox| b.log().matches("Accepted publickey").count();
     let (jump1_before, jump2_before) = (logins(&jump1), logins(&jump2));
-    let runtime_dir = scratch.path().join("run");
     for alias in ["jump2", "target", "jump2", "target"] {
-        let output = run(Command::new(sshcc())
+        let output = run(scratch
+            .sshcc()
             .current_dir(dir)
             .args(["gcc", "-O2", "-c", "geometry.c", "-o", "g.o"])
             .env("SSHCC_HOSTS", format!("@{alias}/4:{}", sshcc().display()))
             .env("SSHCC_SSH_CONFIG", &config)
-            .env("SSHCC_RUNTIME_DIR", &runtime_dir)
             .env("DISTCC_FALLBACK", "0"));
         assert!(output.status.success(), "via {alias}: {}", stderr(&output));
     }
-    let stopped = run(Command::new(sshcc())
-        .arg("--stop")
-        .env("SSHCC_RUNTIME_DIR", &runtime_dir));
+    let stopped = run(scratch.sshcc().arg("--stop"));
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     assert_eq!(logins(&jump1) - jump1_before, 1, "{}", jump1.log());
     assert_eq!(logins(&jump2) - jump2_before, 2, "{}", jump2.log());

@@ -183,7 +183,7 @@ fn a_request_over_the_size_limit_is_refused_with_the_reason() {
     let project = project_copy();
     let dir = project.path();
     // geometry.c preprocessed is larger than 1 KiB.
-    let output = compile_via(build_box.ssh_config(), "box", dir);
+    let output = compile_via(build_box.ssh_config(), "box", dir, scratch.path());
     assert!(!output.status.success());
     let text = stderr(&output);
     assert!(text.contains("bytes exceeds the limit of 1024"), "{text}");

@@ -7,11 +7,11 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{run, ssh_stanza, sshcc, stderr, write_script};
+use common::{private_command, run, ssh_stanza, sshcc, stderr, write_script};
 use sshcc::throwaway_box::ThrowawayBox;
 
-/// `sshcc check` with `hosts` reached through `ssh_config`, caches under `scratch`,
-/// no config.toml, and `env` added.
+/// `sshcc check` with `hosts` reached through `ssh_config`, the private directories
+/// (caches) of `scratch`, no config.toml, and `env` added.
 fn check(hosts: &str, ssh_config: &Path, scratch: &Path, env: &[(&str, &str)]) -> Output {
     check_with(&[], hosts, ssh_config, scratch, env)
 }
@@ -30,14 +30,13 @@ fn check_with(
     scratch: &Path,
     env: &[(&str, &str)],
 ) -> Output {
-    let mut command = Command::new(sshcc());
+    let mut command = private_command(sshcc(), scratch);
     command
         .arg("check")
         .args(args)
         .env("SSHCC_HOSTS", hosts)
         .env("SSHCC_SSH_CONFIG", ssh_config)
         .env("SSHCC_CONFIG", scratch.join("no-config.toml"))
-        .env("XDG_CACHE_HOME", scratch.join("cache"))
         .env_remove("SSHCC_TOOLCHAIN_CHECK");
     for (key, value) in env {
         command.env(key, value);
@@ -49,14 +48,11 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A box whose allowlist is `list`, with its own fingerprint cache.
-fn start_box(list: &Path, scratch: &Path) -> ThrowawayBox {
+/// A box whose allowlist is `list` (with a fingerprint cache of its own, as every
+/// box has).
+fn start_box(list: &Path) -> ThrowawayBox {
     ThrowawayBox::builder()
         .env("DISTCC_CMDLIST", list.to_str().unwrap())
-        .env(
-            "XDG_CACHE_HOME",
-            scratch.join("box-cache").to_str().unwrap(),
-        )
         .start()
         .unwrap()
 }
@@ -67,7 +63,7 @@ fn a_box_with_the_local_compilers_checks_out() {
     let scratch = scratch.path();
     let list = scratch.join("allowlist");
     std::fs::write(&list, "/usr/bin/gcc\n/usr/bin/x86_64-linux-gnu-gcc\n").unwrap();
-    let build_box = start_box(&list, scratch);
+    let build_box = start_box(&list);
     let hosts = format!("@box/4:{} localhost/2", sshcc().display());
 
     let output = check(&hosts, build_box.ssh_config(), scratch, &[]);
@@ -121,7 +117,7 @@ fn a_box_with_the_local_compilers_checks_out() {
     // daemon's `--mux`, and a request for a compiler it does not list through
     // `--inetd`).
     let project = common::project_copy();
-    let output = common::compile_via(build_box.ssh_config(), "box", project.path());
+    let output = common::compile_via(build_box.ssh_config(), "box", project.path(), scratch);
     assert!(output.status.success(), "{}", stderr(&output));
     let sshcc = sshcc();
     let refused = common::distcc_over_ssh(
@@ -153,7 +149,7 @@ fn another_build_of_gcc_on_the_box_is_a_mismatch() {
     );
     let list = scratch.join("allowlist");
     std::fs::write(&list, format!("{}\n", fake.display())).unwrap();
-    let build_box = start_box(&list, scratch);
+    let build_box = start_box(&list);
     let hosts = format!("@box/4:{}", sshcc().display());
     let local_version = run(Command::new("gcc").arg("-dumpfullversion"));
     let local_version = String::from_utf8_lossy(&local_version.stdout)
@@ -194,7 +190,7 @@ fn a_dead_host_is_an_error_row_beside_a_good_one() {
     let scratch = scratch.path();
     let list = scratch.join("allowlist");
     std::fs::write(&list, "/usr/bin/gcc\n").unwrap();
-    let build_box = start_box(&list, scratch);
+    let build_box = start_box(&list);
     // A port nobody listens on once the listener is gone.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{client_command, project, run, sshcc, stderr, write_script};
+use common::{Scratch, client_command, project, run, sshcc, stderr, write_script};
 use sshcc::daemon::runtime_dir::SOCKET_NAME;
 use sshcc::throwaway_box::ThrowawayBox;
 
@@ -16,10 +16,10 @@ use sshcc::throwaway_box::ThrowawayBox;
 const ALLOWLIST: &str =
     "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/x86_64-linux-gnu-g++\n/usr/bin/gcc\n/usr/bin/g++\n";
 
-/// A box, a client environment and scratch space; stops its daemon when dropped.
+/// A box, a client environment and scratch space (which stops the daemon when dropped).
 struct Lab {
     build_box: ThrowawayBox,
-    scratch: tempfile::TempDir,
+    scratch: Scratch,
     hosts: String,
 }
 
@@ -30,8 +30,8 @@ impl Lab {
 
     /// A box built by `builder` (plus the allowlist), used as `@box/8:<sshcc><options>`.
     fn with_box(builder: sshcc::throwaway_box::BoxBuilder, host_options: &str) -> Self {
-        let scratch = tempfile::tempdir().unwrap();
-        let list = scratch.path().join("DISTCC_CMDLIST");
+        let scratch = Scratch::new();
+        let list = scratch.join("DISTCC_CMDLIST");
         std::fs::write(&list, ALLOWLIST).unwrap();
         let build_box = builder
             .env("DISTCC_CMDLIST", list.to_str().unwrap())
@@ -72,16 +72,6 @@ impl Lab {
             std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
         }
         dir
-    }
-
-    fn stop_daemon(&self) {
-        let _ = self.command(sshcc()).arg("--stop").output();
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        self.stop_daemon();
     }
 }
 
@@ -325,16 +315,17 @@ fn ccache_prefix_and_masquerade_links_dispatch_through_the_box() {
 
 #[test]
 fn show_hosts_and_j_print_what_distcc_prints() {
+    let scratch = Scratch::new();
     for hosts in [
         "@box/8:/x/sshcc,lzo localhost/2 other/3",
         "@a @b/12 # comment\n user@c/2:/opt/sshcc",
     ] {
         for flag in ["-j", "--show-hosts"] {
-            let ours = run(Command::new(sshcc()).arg(flag).env("SSHCC_HOSTS", hosts));
-            let theirs = run(Command::new("distcc")
+            let ours = run(scratch.sshcc().arg(flag).env("SSHCC_HOSTS", hosts));
+            let theirs = run(scratch
+                .command("distcc")
                 .arg(flag)
-                .env("DISTCC_HOSTS", hosts)
-                .env("DISTCC_DIR", "/tmp"));
+                .env("DISTCC_HOSTS", hosts));
             assert!(ours.status.success(), "{}", stderr(&ours));
             assert_eq!(ours.stdout, theirs.stdout, "{flag} for {hosts:?}");
         }
@@ -459,7 +450,7 @@ fn a_dead_host_falls_back_to_a_local_compile_unless_fallback_is_off() {
 
 #[test]
 fn a_box_killed_mid_build_still_yields_a_complete_correct_build() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     // A compiler on the box that takes a while, so the build is mid-flight when the
     // box dies.
     let slow = scratch.path().join("bin/x86_64-linux-gnu-gcc");

@@ -4,9 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{compile_locally, project_copy, run, sshcc, stderr, write_script};
+use common::{compile_locally, private_command, project_copy, run, sshcc, stderr, write_script};
 use sshcc::throwaway_box::ThrowawayBox;
 
 /// The names Debian's distcc client sends for `gcc`/`g++` (it rewrites them to the
@@ -19,7 +19,8 @@ struct Setup {
 }
 
 impl Setup {
-    /// A box whose sessions get `env`, and a scratch dir for DISTCC_DIR and lists.
+    /// A box whose sessions get `env`, and a scratch dir for lists and the client's
+    /// private directories (DISTCC_DIR).
     fn new(env: &[(&str, &str)]) -> Self {
         let scratch = tempfile::tempdir().expect("scratch");
         let mut builder = ThrowawayBox::builder();
@@ -50,19 +51,16 @@ impl Setup {
     /// `distcc COMPILER ARGS` in `dir` against this box only, with no local fallback, so
     /// success proves the job ran on the box.
     fn distcc(&self, dir: &Path, host_options: &str, command: &[&str]) -> Output {
-        let distcc_dir = self.path("distcc-dir");
-        std::fs::create_dir_all(&distcc_dir).unwrap();
         let hosts = format!(
             "@{}/8:{}{host_options}",
             self.build_box.host_alias(),
             sshcc().display()
         );
-        run(Command::new("distcc")
+        run(private_command("distcc", self.scratch.path())
             .current_dir(dir)
             .args(command)
             .env("DISTCC_HOSTS", hosts)
             .env("DISTCC_SSH", self.build_box.ssh_command())
-            .env("DISTCC_DIR", &distcc_dir)
             .env("DISTCC_FALLBACK", "0")
             .env("DISTCC_SKIP_LOCAL_RETRY", "1")
             .env_remove("DISTCC_VERBOSE"))
@@ -276,11 +274,9 @@ fn a_distccd_symlink_on_the_box_path_replaces_distccd_unchanged() {
     let setup = Setup::new(&[("PATH", &path), ("DISTCC_CMDLIST", list.to_str().unwrap())]);
     let project = project_copy();
     let dir = project.path();
-    let distcc_dir = setup.path("distcc-dir");
-    std::fs::create_dir_all(&distcc_dir).unwrap();
     // Exactly the host string a distcc user already has: no command, so distcc runs
     // `distccd --inetd --enable-tcp-insecure` from the box's PATH.
-    let output = run(Command::new("distcc")
+    let output = run(private_command("distcc", setup.scratch.path())
         .current_dir(dir)
         .args([
             "g++",
@@ -296,7 +292,6 @@ fn a_distccd_symlink_on_the_box_path_replaces_distccd_unchanged() {
             format!("@{}/8,lzo", setup.build_box.host_alias()),
         )
         .env("DISTCC_SSH", setup.build_box.ssh_command())
-        .env("DISTCC_DIR", &distcc_dir)
         .env("DISTCC_FALLBACK", "0"));
     assert!(output.status.success(), "{}", stderr(&output));
     compile_locally(dir, "g++", &["-O2", "-std=c++17"], "shapes.cpp", "local.o");

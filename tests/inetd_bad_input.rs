@@ -5,10 +5,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{sshcc, write_script};
+use common::{private_command, sshcc, write_script};
 
 fn vector(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -19,7 +19,8 @@ fn vector(name: &str) -> Vec<u8> {
     .expect("vector")
 }
 
-/// `sshcc --inetd` with a private TMPDIR and an allowlist holding `compiler`.
+/// `sshcc --inetd` with a private TMPDIR, the private directories (slots, counters) of
+/// its scratch and an allowlist holding `compiler`.
 struct Worker {
     tmp: tempfile::TempDir,
     scratch: tempfile::TempDir,
@@ -40,7 +41,7 @@ impl Worker {
     }
 
     fn spawn_with(&self, env: &[(&str, &Path)]) -> Child {
-        Command::new(sshcc())
+        private_command(sshcc(), self.scratch.path())
             .envs(env.iter().copied())
             .arg("--inetd")
             .arg("--enable-tcp-insecure")

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client_command, run, sshcc, stderr, write_script};
+use common::{Scratch, client_command, run, sshcc, stderr, write_script};
 use sshcc::throwaway_box::ThrowawayBox;
 
 /// How many compiles are held in flight while the monitor is watched.
@@ -18,19 +18,19 @@ const JOBS: usize = 3;
 const DEADLINE: Duration = Duration::from_secs(90);
 
 /// A box whose compiler waits until the test releases it, so jobs stay in flight as
-/// long as the test needs; a private daemon; scratch space. Stops its daemon, the
-/// held compiles and its tmux server when dropped.
+/// long as the test needs; a private daemon; scratch space. Stops the held compiles
+/// and its tmux server when dropped, then (the scratch) the daemon.
 struct Lab {
     build_box: ThrowawayBox,
-    scratch: tempfile::TempDir,
+    scratch: Scratch,
     hosts: String,
     wrappers: Vec<Child>,
 }
 
 impl Lab {
     fn new() -> Self {
-        let scratch = tempfile::tempdir().unwrap();
-        let release = scratch.path().join("release");
+        let scratch = Scratch::new();
+        let release = scratch.join("release");
         // Debian's gcc is asked for as x86_64-linux-gnu-gcc; either name runs the gate.
         let mut list = String::new();
         for name in ["x86_64-linux-gnu-gcc", "gcc"] {
@@ -205,7 +205,6 @@ impl Drop for Lab {
             let _ = child.wait();
         }
         let _ = self.tmux().arg("kill-server").output();
-        let _ = self.command(sshcc()).arg("--stop").output();
     }
 }
 

@@ -6,20 +6,24 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{compile_locally, project_copy, sshcc, write_script};
+use common::{compile_locally, private_env, project_copy, sshcc, write_script};
 use sshcc::mux::client::MuxClient;
 use sshcc::protocol::{JobContext, Limits, Request, Response, Version};
 use tokio::process::{Child, Command};
 
+/// `sshcc --mux` as a box runs it: the allowlist `scratch/cmdlist`, the private
+/// directories (fingerprint cache, slots, counters) of `scratch`, job directories in
+/// `tmp`.
 fn spawn_worker(
-    cmdlist: &std::path::Path,
+    scratch: &std::path::Path,
     tmp: &std::path::Path,
     env: &[(&str, &std::path::Path)],
 ) -> Child {
     Command::new(sshcc())
         .arg("--mux")
+        .envs(private_env(scratch))
         .envs(env.iter().copied())
-        .env("DISTCC_CMDLIST", cmdlist)
+        .env("DISTCC_CMDLIST", scratch.join("cmdlist"))
         .env("TMPDIR", tmp)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -62,7 +66,7 @@ async fn forty_concurrent_jobs_over_one_stream_match_local_objects() {
     let cmdlist = scratch.path().join("cmdlist");
     std::fs::write(&cmdlist, "/usr/bin/gcc\n/usr/bin/g++\n").unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut worker = spawn_worker(&cmdlist, tmp.path(), &[]);
+    let mut worker = spawn_worker(scratch.path(), tmp.path(), &[]);
     let client = std::sync::Arc::new(connect(&mut worker).await);
     assert_eq!(
         client.hello().protocol,
@@ -145,7 +149,7 @@ async fn a_dropped_job_is_cancelled_on_the_box() {
     let tmp = tempfile::tempdir().unwrap();
     // The marker is outside the job, where the sandbox lets no compiler write.
     let mut worker = spawn_worker(
-        &cmdlist,
+        scratch.path(),
         tmp.path(),
         &[("SSHCC_SANDBOX_WRITE", scratch.path())],
     );

@@ -103,7 +103,9 @@ fn restricted_account_serves_sshcc_and_distcc_and_nothing_else() {
     // The daemon's `sshcc --mux`.
     let project = project_copy();
     let dir = project.path();
-    let output = compile_via(build_box.ssh_config(), "box", dir);
+    // The client's own directories, apart from the account's.
+    let client = common::Scratch::new();
+    let output = compile_via(build_box.ssh_config(), "box", dir, client.path());
     assert!(output.status.success(), "{}", stderr(&output));
     compile_locally(dir, "gcc", &["-O2"], "geometry.c", "local.o");
     assert_eq!(
@@ -121,14 +123,12 @@ fn restricted_account_serves_sshcc_and_distcc_and_nothing_else() {
     );
 
     // Stock distcc, which runs `distccd --inetd`.
-    let distcc_dir = restricted.path("distcc");
-    std::fs::create_dir_all(&distcc_dir).unwrap();
-    let output = run(Command::new("distcc")
+    let output = run(client
+        .command("distcc")
         .current_dir(dir)
         .args(["gcc", "-O2", "-c", "geometry.c", "-o", "d.o"])
         .env("DISTCC_HOSTS", "@box/2")
         .env("DISTCC_SSH", build_box.ssh_command())
-        .env("DISTCC_DIR", &distcc_dir)
         .env("DISTCC_FALLBACK", "0")
         .env("DISTCC_SKIP_LOCAL_RETRY", "1"));
     assert!(output.status.success(), "{}", stderr(&output));

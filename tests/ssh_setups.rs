@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{compile_locally, compile_via, project_copy, run, ssh_stanza, sshcc, stderr};
+use common::{
+    compile_locally, compile_via, private_command, project_copy, run, ssh_stanza, sshcc, stderr,
+};
 use sshcc::throwaway_box::{CertificateRequest, ThrowawayBox, certify};
 
 const ALLOWLIST: &str = "/usr/bin/x86_64-linux-gnu-gcc\n/usr/bin/gcc\n";
@@ -40,7 +42,7 @@ fn proxy_jump_and_proxy_command_reach_the_box() {
     compile_locally(dir, "gcc", &["-O2"], "geometry.c", "local.o");
 
     let jump = config(&bastion, &target, "ProxyJump jump", scratch.path());
-    let output = compile_via(&jump, "target", dir);
+    let output = compile_via(&jump, "target", dir, scratch.path());
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("geometry.c → @target/4"),
@@ -58,7 +60,7 @@ fn proxy_jump_and_proxy_command_reach_the_box() {
         scratch.path().join("ssh_config").display()
     );
     let proxied = config(&bastion, &target, &command, &scratch.path().join(""));
-    let output = compile_via(&proxied, "target", dir);
+    let output = compile_via(&proxied, "target", dir, scratch.path());
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         std::fs::read(dir.join("g.o")).unwrap(),
@@ -92,10 +94,10 @@ fn a_key_held_only_by_ssh_agent_authenticates() {
 
     let project = project_copy();
     let dir = project.path();
-    let output = compile_with_agent(&config, "box", dir, Some(&socket));
+    let output = compile_with_agent(&config, "box", dir, scratch.path(), Some(&socket));
     assert!(output.status.success(), "{}", stderr(&output));
     // Without the agent nothing can authenticate, and the error says what was tried.
-    let output = compile_with_agent(&config, "box", dir, None);
+    let output = compile_with_agent(&config, "box", dir, scratch.path(), None);
     assert_eq!(output.status.code(), Some(116));
     assert!(
         stderr(&output).contains("authentication to"),
@@ -105,15 +107,16 @@ fn a_key_held_only_by_ssh_agent_authenticates() {
 }
 
 /// `sshcc gcc -c geometry.c -o g.o` in `dir` through `alias` of `config`, with no
-/// daemon and no fallback, seeing only the agent on `agent_socket` (if any) and no
-/// way to ask for a passphrase.
+/// daemon and no fallback, with the private directories of `scratch`, seeing only the
+/// agent on `agent_socket` (if any) and no way to ask for a passphrase.
 fn compile_with_agent(
     config: &Path,
     alias: &str,
     dir: &Path,
+    scratch: &Path,
     agent_socket: Option<&Path>,
 ) -> std::process::Output {
-    let mut command = Command::new(sshcc());
+    let mut command = private_command(sshcc(), scratch);
     command
         .current_dir(dir)
         .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
@@ -203,7 +206,7 @@ fn user_certificates_authenticate_from_files_and_from_the_agent() {
     let project = project_copy();
     let project = project.path();
 
-    let output = compile_via(&stanza(""), "certbox", project);
+    let output = compile_via(&stanza(""), "certbox", project, dir);
     assert_eq!(output.status.code(), Some(116), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("build_key (refused)"),
@@ -217,7 +220,7 @@ fn user_certificates_authenticate_from_files_and_from_the_agent() {
         validity: "always:forever".into(),
     };
     let certificate = certify(&dir.join("build_key.pub"), "sshcc-user", false, &request).unwrap();
-    let output = compile_via(&stanza(""), "certbox", project);
+    let output = compile_via(&stanza(""), "certbox", project, dir);
     assert!(
         output.status.success(),
         "beside the key: {}",
@@ -227,7 +230,7 @@ fn user_certificates_authenticate_from_files_and_from_the_agent() {
     let elsewhere = dir.join("elsewhere-cert.pub");
     std::fs::rename(&certificate, &elsewhere).unwrap();
     let config = stanza(&format!("CertificateFile {}", elsewhere.display()));
-    let output = compile_via(&config, "certbox", project);
+    let output = compile_via(&config, "certbox", project, dir);
     assert!(
         output.status.success(),
         "CertificateFile: {}",
@@ -240,7 +243,7 @@ fn user_certificates_authenticate_from_files_and_from_the_agent() {
     let _agent = start_agent(&socket, &key);
     std::fs::remove_file(&key).unwrap();
     std::fs::remove_file(&certificate).unwrap();
-    let output = compile_with_agent(&stanza(""), "certbox", project, Some(&socket));
+    let output = compile_with_agent(&stanza(""), "certbox", project, dir, Some(&socket));
     assert!(output.status.success(), "agent: {}", stderr(&output));
     let accepted = target
         .log()
@@ -262,7 +265,7 @@ fn distcc_ssh_options_reach_ssh_like_they_do_for_distcc() {
     let project = project_copy();
     let dir = project.path();
     // The ssh_config comes only from DISTCC_SSH, as a distcc user would have it.
-    let output = run(Command::new(sshcc())
+    let output = run(private_command(sshcc(), scratch.path())
         .current_dir(dir)
         .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
         .env("SSHCC_HOSTS", format!("@box/4:{}", sshcc().display()))
@@ -311,7 +314,7 @@ fn an_encrypted_key_file_is_used_through_the_agent_and_never_prompted_for() {
     .unwrap();
     let project = project_copy();
     let project = project.path();
-    let output = compile_with_agent(&config, "locked", project, None);
+    let output = compile_with_agent(&config, "locked", project, dir, None);
     assert_eq!(output.status.code(), Some(116), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("locked_key (encrypted: load it into ssh-agent)"),
@@ -322,7 +325,7 @@ fn an_encrypted_key_file_is_used_through_the_agent_and_never_prompted_for() {
     // the configured file, as in OpenSSH.
     let socket = dir.join("agent.sock");
     let _agent = start_agent(&socket, target.client_key());
-    let output = compile_with_agent(&config, "locked", project, Some(&socket));
+    let output = compile_with_agent(&config, "locked", project, dir, Some(&socket));
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
@@ -360,7 +363,7 @@ fn rsa_and_ecdsa_key_files_authenticate() {
             ),
         )
         .unwrap();
-        let output = compile_via(&config, kind, project.path());
+        let output = compile_via(&config, kind, project.path(), dir);
         assert!(output.status.success(), "{kind}: {}", stderr(&output));
     }
     let log = target.log();

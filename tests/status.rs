@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{client_command, run, sshcc, stderr, write_script};
+use common::{Scratch, client_command, run, sshcc, stderr, write_script};
 use sshcc::status::{HostKind, Phase, Stats, Status};
 use sshcc::throwaway_box::ThrowawayBox;
 
@@ -21,16 +21,16 @@ const COMPILER_DELAY: &str = "0.6";
 const COMPILER_DELAY_MS: u64 = 600;
 
 /// A box whose allowlisted `slowcc` sleeps, then runs gcc; a local `slowcc` that does
-/// the same; private runtime and state directories.
+/// the same; private runtime and state directories (the daemon stopped when dropped).
 struct Lab {
     build_box: ThrowawayBox,
-    scratch: tempfile::TempDir,
+    scratch: Scratch,
     hosts: String,
 }
 
 impl Lab {
     fn new() -> Self {
-        let scratch = tempfile::tempdir().unwrap();
+        let scratch = Scratch::new();
         let delayed = format!("sleep {COMPILER_DELAY}\nexec gcc \"$@\"");
         let box_compiler = scratch.path().join("box-bin/slowcc");
         write_script(&box_compiler, &delayed);
@@ -69,7 +69,6 @@ impl Lab {
         );
         command
             .env("PATH", path)
-            .env("XDG_STATE_HOME", self.path("state"))
             .env("SSHCC_IDLE_TIMEOUT", "120")
             // The scripts differ from gcc (and from each other): that is the point.
             .env("SSHCC_TOOLCHAIN_CHECK", "off");
@@ -104,12 +103,6 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.command(sshcc()).arg("--stop").output();
     }
 }
 

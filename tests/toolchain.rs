@@ -7,20 +7,20 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{compile_locally, project_copy, run, sshcc, stderr, write_script};
+use common::{compile_locally, private_command, project_copy, run, sshcc, stderr, write_script};
 use sshcc::throwaway_box::ThrowawayBox;
 
 /// `sshcc gcc -c geometry.c -o g.o` in `dir` through `build_box`, without a daemon,
-/// with `env` added.
-fn compile(build_box: &ThrowawayBox, dir: &Path, cache: &Path, env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(sshcc());
+/// with the private directories (the fingerprint cache `scratch/cache`) of `scratch`
+/// and `env` added.
+fn compile(build_box: &ThrowawayBox, dir: &Path, scratch: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = private_command(sshcc(), scratch);
     command
         .current_dir(dir)
         .args(["gcc", "-c", "geometry.c", "-o", "g.o"])
         .env("SSHCC_HOSTS", format!("@box/4:{}", sshcc().display()))
         .env("SSHCC_SSH_CONFIG", build_box.ssh_config())
         .env("SSHCC_NO_DAEMON", "1")
-        .env("XDG_CACHE_HOME", cache)
         .env("SSHCC_LOG", "info");
     for (key, value) in env {
         command.env(key, value);
@@ -49,20 +49,17 @@ fn a_box_with_another_compiler_build_gets_no_job() {
     );
     let list = dir.join("list");
     std::fs::write(&list, format!("{}\n", fake.display())).unwrap();
-    let box_cache = dir.join("box-cache");
     let build_box = ThrowawayBox::builder()
         .env("DISTCC_CMDLIST", list.to_str().unwrap())
-        .env("XDG_CACHE_HOME", box_cache.to_str().unwrap())
         // The wrapper's log is outside the job, where the sandbox lets no compiler write.
         .env("SSHCC_SANDBOX_WRITE", dir.to_str().unwrap())
         .start()
         .unwrap();
     let project = project_copy();
     let project = project.path();
-    let cache = dir.join("cache");
 
     // Falls back to a local compile, and says why, naming both versions.
-    let output = compile(&build_box, project, &cache, &[]);
+    let output = compile(&build_box, project, dir, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stderr(&output);
     assert!(
@@ -78,7 +75,7 @@ fn a_box_with_another_compiler_build_gets_no_job() {
     );
 
     // Without fallback: distcc's "no host" exit, and still nothing sent there.
-    let output = compile(&build_box, project, &cache, &[("DISTCC_FALLBACK", "0")]);
+    let output = compile(&build_box, project, dir, &[("DISTCC_FALLBACK", "0")]);
     assert_eq!(output.status.code(), Some(116), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("the compiler differs"),
@@ -91,7 +88,7 @@ fn a_box_with_another_compiler_build_gets_no_job() {
     let output = compile(
         &build_box,
         project,
-        &cache,
+        dir,
         &[
             ("DISTCC_FALLBACK", "0"),
             ("SSHCC_TOOLCHAIN_CHECK", "version"),
@@ -101,7 +98,7 @@ fn a_box_with_another_compiler_build_gets_no_job() {
     let output = compile(
         &build_box,
         project,
-        &cache,
+        dir,
         &[("DISTCC_FALLBACK", "0"), ("SSHCC_TOOLCHAIN_CHECK", "off")],
     );
     assert!(output.status.success(), "{}", stderr(&output));
@@ -127,17 +124,16 @@ fn ccache_wrappers_match_the_real_compiler_and_fingerprints_are_cached() {
     let build_box = ThrowawayBox::builder()
         .env("DISTCC_CMDLIST", list.to_str().unwrap())
         .env("XDG_CACHE_HOME", dir.join("box-cache").to_str().unwrap())
-        .env("CCACHE_DIR", dir.join("ccache").to_str().unwrap())
+        .env("CCACHE_DIR", dir.join("box-ccache").to_str().unwrap())
         .start()
         .unwrap();
     let project = project_copy();
     let project = project.path();
-    let cache = dir.join("cache");
     // The local compiler is reached through ccache's wrapper directory too.
     let path = format!("/usr/lib/ccache:{}", std::env::var("PATH").unwrap());
     let env = [("DISTCC_FALLBACK", "0"), ("PATH", path.as_str())];
 
-    let first = compile(&build_box, project, &cache, &env);
+    let first = compile(&build_box, project, dir, &env);
     assert!(first.status.success(), "{}", stderr(&first));
     let hashed = |output: &Output| stderr(output).matches(": hashed (").count();
     // Both sides fingerprinted the real compiler, not ccache.
@@ -157,7 +153,7 @@ fn ccache_wrappers_match_the_real_compiler_and_fingerprints_are_cached() {
     let written = std::fs::metadata(&box_cache).unwrap().modified().unwrap();
 
     // The next build reads both fingerprints from the caches.
-    let second = compile(&build_box, project, &cache, &env);
+    let second = compile(&build_box, project, dir, &env);
     assert!(second.status.success(), "{}", stderr(&second));
     assert_eq!(hashed(&second), 0, "{}", stderr(&second));
     assert_eq!(

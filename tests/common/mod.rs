@@ -1,5 +1,12 @@
-//! Shared helpers for the integration tests: paths to the real binary and fixtures, and
-//! running commands with their output captured.
+//! Shared helpers for the integration tests: paths to the real binary and fixtures,
+//! running commands with their output captured, and the private directories every
+//! process a test starts here uses instead of the real home's.
+//!
+//! Nothing a test runs may write into the home of the user running the suite (nor use
+//! that user's daemon): every `sshcc`, `distcc`, `ccache` or `make` a test starts gets
+//! [`private_dirs`] (through [`client_command`], [`Scratch::command`] or directly), and
+//! the boxes' sessions get theirs from [`sshcc::throwaway_box`]. `scripts/no-trace.sh`
+//! checks both after a run.
 
 #![allow(dead_code)] // each test crate uses a different subset
 
@@ -76,9 +83,9 @@ pub fn ssh_stanza(
 
 /// `sshcc gcc -O2 -c geometry.c -o g.o` in `dir` through the host `alias` of `config`,
 /// with no daemon and no local fallback (success means it ran on the box), logging
-/// where it ran.
-pub fn compile_via(config: &Path, alias: &str, dir: &Path) -> Output {
-    run(Command::new(sshcc())
+/// where it ran, with the private directories of `scratch`.
+pub fn compile_via(config: &Path, alias: &str, dir: &Path, scratch: &Path) -> Output {
+    run(private_command(sshcc(), scratch)
         .current_dir(dir)
         .args(["gcc", "-O2", "-c", "geometry.c", "-o", "g.o"])
         .env("SSHCC_HOSTS", format!("@{alias}/4:{}", sshcc().display()))
@@ -135,11 +142,93 @@ pub fn distcc_over_ssh(
         })
 }
 
+/// The directories a process started here uses instead of the real ones, all under
+/// `scratch`: sshcc's state (`stats.json`), cache (toolchain fingerprints) and config
+/// (`XDG_*_HOME`), its daemon (`SSHCC_RUNTIME_DIR`; a test that starts one stops it, see
+/// [`stop_daemon`]), its box-wide slots and counters when it serves as a box
+/// (`SSHCC_LOCK_DIR`), distcc's state (`DISTCC_DIR`) and ccache's (`CCACHE_DIR`). For
+/// commands that are not a `std::process::Command` (tokio's); [`private_dirs`] applies
+/// them to one.
+pub fn private_env(scratch: &Path) -> [(&'static str, PathBuf); 7] {
+    [
+        ("XDG_STATE_HOME", scratch.join("state")),
+        ("XDG_CACHE_HOME", scratch.join("cache")),
+        ("XDG_CONFIG_HOME", scratch.join("config")),
+        ("SSHCC_RUNTIME_DIR", scratch.join("runtime")),
+        ("SSHCC_LOCK_DIR", scratch.join("slots")),
+        ("DISTCC_DIR", scratch.join("distcc")),
+        ("CCACHE_DIR", scratch.join("ccache")),
+    ]
+}
+
+/// Points `command` at the [private directories](private_env) under `scratch`. A later
+/// `env` wins, so a test can still choose one of them.
+pub fn private_dirs<'a>(command: &'a mut Command, scratch: &Path) -> &'a mut Command {
+    command.envs(private_env(scratch))
+}
+
+/// `program` with the [private directories](private_env) under `scratch`.
+pub fn private_command(program: impl AsRef<std::ffi::OsStr>, scratch: &Path) -> Command {
+    let mut command = Command::new(program);
+    private_dirs(&mut command, scratch);
+    command
+}
+
+/// Stops the daemon a test started with the private directories of `scratch`, if any
+/// (`sshcc --stop`; nothing to do if no command ever ran there). Test daemons exit
+/// when idle only after their `SSHCC_IDLE_TIMEOUT`, long after the test.
+pub fn stop_daemon(scratch: &Path) {
+    if scratch.join("runtime").exists() {
+        let _ = private_command(sshcc(), scratch).arg("--stop").output();
+    }
+}
+
+/// A test's scratch directory, which is also the home of the private directories of
+/// the commands [`command`](Self::command) makes. Dropping it stops the daemon they may
+/// have started, then deletes it.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch(tempfile::tempdir().expect("scratch dir"))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// `program` with this scratch's private directories.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        private_command(program, self.path())
+    }
+
+    /// `sshcc` with this scratch's private directories.
+    pub fn sshcc(&self) -> Command {
+        self.command(sshcc())
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        stop_daemon(self.path());
+    }
+}
+
 /// `program` as a build runs it through sshcc on this machine: `hosts` reached through
-/// `ssh_config`, a private daemon under `scratch/runtime` and distcc state under
-/// `scratch/distcc`, no local fallback (a success means the box compiled), and none of
-/// the caller's own sshcc or distcc settings. Tests add what they need; a later `env`
-/// wins.
+/// `ssh_config`, the [private directories](private_env) under `scratch` (a daemon of its
+/// own under `scratch/runtime`, which the caller stops, e.g. with a [`Scratch`]), no
+/// local fallback (a success means the box compiled), and none of the caller's own
+/// sshcc or distcc settings. Tests add what they need; a later `env` wins.
 pub fn client_command(
     program: impl AsRef<std::ffi::OsStr>,
     hosts: &str,
@@ -147,13 +236,12 @@ pub fn client_command(
     scratch: &Path,
 ) -> Command {
     let mut command = Command::new(program);
-    command
+    private_dirs(&mut command, scratch)
         .env("SSHCC_HOSTS", hosts)
         .env("SSHCC_SSH_CONFIG", ssh_config)
-        .env("SSHCC_RUNTIME_DIR", scratch.join("runtime"))
         .env("SSHCC_IDLE_TIMEOUT", "60")
         .env("DISTCC_FALLBACK", "0")
-        .env("DISTCC_DIR", scratch.join("distcc"))
+        .env_remove("SSHCC_CONFIG")
         .env_remove("SSHCC_LOG")
         .env_remove("DISTCC_HOSTS")
         .env_remove("SSHCC_NO_DAEMON");
