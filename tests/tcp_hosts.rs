@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{project_copy, run, sshcc, stderr};
+use common::{Scratch, project_copy, run, stderr};
 
-/// A `distccd --daemon` on an ephemeral loopback port, killed when dropped.
+/// A `distccd --daemon` on an ephemeral loopback port in a process group of its own,
+/// which is ended when dropped: distccd pre-forks workers that would outlive the main
+/// process.
 struct Distccd {
     child: std::process::Child,
     port: u16,
@@ -47,27 +50,62 @@ impl Distccd {
             // private directory: it logs to the stderr we hand it instead.
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
+            // Its own group, also because distccd ends its workers with kill(0, …).
+            .process_group(0)
             .spawn()
             .expect("distccd");
+        // Owned before anything can fail, so that a failure ends it too.
+        let distccd = Distccd {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "distccd did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Distccd {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
+        distccd
     }
 }
 
 impl Drop for Distccd {
+    /// SIGTERM to the whole group (distccd's own way to stop, which takes its workers
+    /// down too), then waits until no member is left; SIGKILL after a grace period.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on the process group this test created for distccd.
+        let signal_group = |signal| unsafe { libc::kill(-group, signal) };
+        signal_group(libc::SIGTERM);
         let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while group_is_running(group) {
+            if Instant::now() > deadline {
+                signal_group(libc::SIGKILL);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+}
+
+/// Whether a process of process group `group` still runs (zombies, which only wait for
+/// their new parent to reap them, do not count).
+fn group_is_running(group: libc::pid_t) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp …; comm may contain anything, so after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == group.to_string()
+    })
 }
 
 #[test]
@@ -75,16 +113,16 @@ fn tcp_host_entries_compile_on_a_stock_distccd_daemon() {
     let distccd = Distccd::start();
     let project = project_copy();
     let dir = project.path();
-    let runtime = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new();
     for (options, source, compiler) in [("", "geometry.c", "gcc"), (",lzo", "shapes.cpp", "g++")] {
-        let output = run(Command::new(sshcc())
+        let output = run(scratch
+            .sshcc()
             .current_dir(dir)
             .args([compiler, "-O2", "-c", source, "-o", "remote.o"])
             .env(
                 "SSHCC_HOSTS",
                 format!("127.0.0.1:{}/4{options}", distccd.port),
             )
-            .env("SSHCC_RUNTIME_DIR", runtime.path())
             .env("DISTCC_FALLBACK", "0"));
         assert!(output.status.success(), "{options}: {}", stderr(&output));
         let local = run(Command::new(compiler)
@@ -104,8 +142,4 @@ fn tcp_host_entries_compile_on_a_stock_distccd_daemon() {
         2,
         "both jobs ran on distccd: {log}"
     );
-    let _ = Command::new(sshcc())
-        .arg("--stop")
-        .env("SSHCC_RUNTIME_DIR", runtime.path())
-        .output();
 }
