@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs the system tools sshcc's tests drive for real: OpenSSH (the
+# Installs the system tools sshcc's tests and demo drive for real: OpenSSH (the
 # throwaway build boxes), distcc (the baseline sshcc is compared against), the
-# compilers, iproute2 (network namespaces for the bastion test) and binutils
-# (objdump compares DWARF line tables). Idempotent: does nothing when everything is present.
+# compilers (gcc, g++, and arm-none-eabi-gcc with newlib's nano.specs for the
+# cross-compiler tests), make, ccache, tmux (sshcc mon on a real terminal),
+# iproute2 (network namespaces for the bastion test) and binutils (objdump
+# compares DWARF line tables). Idempotent: does nothing when everything is present.
+#
+# Says in one line what it installs and why; apt-get's output goes to a log file
+# (target/install-deps.log, or $INSTALL_DEPS_LOG), shown only when the install fails.
 #
 # If installing openssh-server makes Debian start the system ssh service, we
 # leave it be: the tests only ever use their own sshd on ephemeral ports.
 set -euo pipefail
 
-# "command package" pairs; sshd is checked by absolute path because /usr/sbin
-# is often not on a regular user's PATH.
+# "path-or-command package" pairs; sshd is checked by absolute path because
+# /usr/sbin is often not on a regular user's PATH, nano.specs is a file.
 required=(
   /usr/sbin/sshd openssh-server
   ssh openssh-client
@@ -24,10 +29,12 @@ required=(
   make make
   ccache ccache
   tmux tmux
+  arm-none-eabi-gcc gcc-arm-none-eabi
+  /usr/lib/arm-none-eabi/lib/nano.specs libnewlib-arm-none-eabi
 )
 
 have() {
-  if [[ $1 == /* ]]; then [[ -x $1 ]]; else command -v "$1" >/dev/null 2>&1; fi
+  if [[ $1 == /* ]]; then [[ -e $1 ]]; else command -v "$1" >/dev/null 2>&1; fi
 }
 
 missing_cmds=()
@@ -35,7 +42,7 @@ packages=()
 for ((i = 0; i < ${#required[@]}; i += 2)); do
   cmd=${required[i]} pkg=${required[i + 1]}
   if ! have "$cmd"; then
-    missing_cmds+=("$cmd")
+    missing_cmds+=("${cmd##*/}")
     [[ " ${packages[*]} " == *" $pkg "* ]] || packages+=("$pkg")
   fi
 done
@@ -45,10 +52,8 @@ if ((${#packages[@]} == 0)); then
   exit 0
 fi
 
-echo "install-deps: missing ${missing_cmds[*]}; installing Debian packages: ${packages[*]}"
-
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-deps: apt-get not found; install these packages by hand: ${packages[*]}" >&2
+  echo "install-deps: missing ${missing_cmds[*]}; apt-get not found; install these packages by hand: ${packages[*]}" >&2
   exit 1
 fi
 
@@ -57,20 +62,32 @@ if ((EUID != 0)); then
   if command -v sudo >/dev/null 2>&1; then
     sudo=(sudo)
   else
-    echo "install-deps: not root and sudo is unavailable; as root run: apt-get install ${packages[*]}" >&2
+    echo "install-deps: missing ${missing_cmds[*]}; not root and sudo is unavailable; as root run: apt-get install ${packages[*]}" >&2
     exit 1
   fi
 fi
 
-"${sudo[@]}" apt-get update
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+log=${INSTALL_DEPS_LOG:-$(cd "$(dirname "$0")/.." && pwd)/target/install-deps.log}
+mkdir -p "$(dirname "$log")"
+echo "install-deps: installing ${packages[*]} with apt-get for ${missing_cmds[*]}, which the tests use for real; log: $log"
+
+started=$SECONDS
+if ! {
+  "${sudo[@]}" apt-get update &&
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends "${packages[@]}"
+} </dev/null >"$log" 2>&1; then
+  echo "install-deps: apt-get failed; its output (all of it in $log):" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+fi
 
 still_missing=()
 for ((i = 0; i < ${#required[@]}; i += 2)); do
   have "${required[i]}" || still_missing+=("${required[i]}")
 done
 if ((${#still_missing[@]} > 0)); then
-  echo "install-deps: still missing after install: ${still_missing[*]}" >&2
+  echo "install-deps: still missing after install: ${still_missing[*]} (apt-get's output: $log)" >&2
   exit 1
 fi
-echo "install-deps: done"
+echo "install-deps: done in $((SECONDS - started)) s"
