@@ -4,7 +4,8 @@
 //! rest of the whole text as distcc does, and the values sshcc cannot use rejected.
 
 use super::cstr::{c_isspace, span, strtol};
-use super::{DEFAULT_PORT, HostKind, HostSpec, HostsError};
+use super::error::HostsError;
+use super::spec::{DEFAULT_PORT, HostKind, HostSpec};
 
 /// Remote entries get a little more than a box's cores so files can be in transit.
 const DEFAULT_SLOTS: u32 = 4;

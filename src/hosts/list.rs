@@ -1,7 +1,7 @@
 //! The parsed host list and what the client does with all of it: `-j` (the slot total),
 //! `--show-hosts`, and the `--randomize` shuffle.
 
-use super::HostSpec;
+use super::spec::HostSpec;
 
 /// A parsed host list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

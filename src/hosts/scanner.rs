@@ -5,7 +5,8 @@
 
 use super::cstr::{c_isspace, span};
 use super::entry::{Fields, parse_entry, slot_count};
-use super::{HostList, HostsError};
+use super::error::HostsError;
+use super::list::HostList;
 
 /// What ends an entry: distcc's `strcspn(where, " #\t\n\f\r")`. `\v` is not here although
 /// it separates entries, so `a\vb` is a single entry.

@@ -1,29 +1,15 @@
 //! Where the host list comes from: `SSHCC_HOSTS`, `DISTCC_HOSTS`, then the hosts files
 //! in sshcc's order, and the source named in messages.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{HostList, HostsError, SYSTEM_HOSTS_FILE, parse};
+use super::error::{HostSource, HostsError};
+use super::list::HostList;
+use super::scanner::parse;
 
-/// Where the list came from (for messages).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostSource {
-    /// An environment variable, by name.
-    Env(&'static str),
-    /// A hosts file.
-    File(PathBuf),
-}
-
-impl fmt::Display for HostSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostSource::Env(name) => write!(f, "${name}"),
-            HostSource::File(path) => write!(f, "{}", path.display()),
-        }
-    }
-}
+/// The system-wide hosts file, the last place looked at (Debian's `${sysconfdir}`).
+pub const SYSTEM_HOSTS_FILE: &str = "/etc/distcc/hosts";
 
 /// Loads the host list in sshcc's order: `SSHCC_HOSTS`, else `DISTCC_HOSTS` (either one,
 /// once set, wins even when empty, which means "no hosts" as in distcc), else

@@ -20,109 +20,21 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
 
 mod fallback;
 mod ssh_g;
+mod target;
 #[cfg(test)]
 mod test_fixtures;
 mod tokens;
 
-use fallback::resolve_without_ssh;
+use fallback::ssh_g_output_without_ssh;
 use ssh_g::parse_ssh_g;
 use tokens::LocalInfo;
 
-/// OpenSSH's `StrictHostKeyChecking`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrictHostKeyChecking {
-    /// Refuse unknown and changed host keys (`yes`; `ssh -G` prints `true`).
-    Yes,
-    /// Learn unknown host keys, refuse changed ones (`accept-new`).
-    AcceptNew,
-    /// Learn unknown keys and connect despite changed ones (`no` / `off`; `ssh -G`
-    /// prints `false`), as OpenSSH does; revoked keys are still refused. sshcc honours
-    /// it only for hosts in [`ClientOptions::unchecked_host_keys`].
-    No,
-    /// Ask the user (`ask`, OpenSSH's default). Without a terminal, OpenSSH refuses
-    /// unknown keys, so treat it like [`Yes`](Self::Yes) in a daemon.
-    Ask,
-}
-
-/// Everything sshcc needs to know to connect to one host, as OpenSSH resolved it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshTarget {
-    /// The name we were asked about (what `%n` expands to).
-    pub alias: String,
-    /// The real host to connect to (`HostName`, lowercased by OpenSSH).
-    pub hostname: String,
-    pub port: u16,
-    /// The remote login name.
-    pub user: String,
-    /// `IdentityFile`s in order, `~`, `${VAR}` and `%` tokens expanded; `none` entries
-    /// dropped. Without any `IdentityFile` in the configuration these are OpenSSH's
-    /// defaults (`~/.ssh/id_rsa`, `id_ecdsa`, …), which need not exist.
-    pub identity_files: Vec<PathBuf>,
-    /// `CertificateFile`s in order, expanded like identity files. OpenSSH also tries
-    /// `<identity file>-cert.pub` beside each identity file, which callers do.
-    pub certificate_files: Vec<PathBuf>,
-    pub identities_only: bool,
-    /// `IdentityAgent` as OpenSSH printed it (already expanded): a socket path, or
-    /// `none` (agent disabled), or `SSH_AUTH_SOCK` (use the environment variable).
-    pub identity_agent: Option<String>,
-    /// `UserKnownHostsFile`s in order, expanded (`ssh -G` prints them space-separated,
-    /// so paths containing spaces cannot be represented).
-    pub user_known_hosts_files: Vec<PathBuf>,
-    /// `GlobalKnownHostsFile`s in order.
-    pub global_known_hosts_files: Vec<PathBuf>,
-    pub strict_host_key_checking: StrictHostKeyChecking,
-    /// `HostKeyAlias` (lowercased by OpenSSH).
-    pub host_key_alias: Option<String>,
-    /// `ConnectTimeout`; `none` → `None`.
-    pub connect_timeout: Option<Duration>,
-    /// `ServerAliveInterval`; `0` (OpenSSH's default, disabled) → `None`.
-    pub server_alive_interval: Option<Duration>,
-    pub server_alive_count_max: u32,
-    /// `ProxyJump` as printed by `ssh -G` (comma-separated hops, `ssh://` URIs
-    /// normalised to `user@host:port`); `none` → `None`.
-    pub proxy_jump: Option<String>,
-    /// `ProxyCommand`, unexpanded (`%h`, `%p`, … still in it); `none` → `None`.
-    pub proxy_command: Option<String>,
-    pub batch_mode: bool,
-    /// `HashKnownHosts`: whether OpenSSH would hash a host name it learns
-    /// (pass to [`known_hosts::learn`](super::known_hosts::learn)).
-    pub hash_known_hosts: bool,
-}
-
-impl SshTarget {
-    /// The name to look the host key up under, as OpenSSH does: `HostKeyAlias` if set,
-    /// else the hostname. Pair it with [`host_key_port`](Self::host_key_port).
-    pub fn host_key_name(&self) -> &str {
-        self.host_key_alias.as_deref().unwrap_or(&self.hostname)
-    }
-
-    /// The port to look the host key up under. OpenSSH uses a `HostKeyAlias` verbatim,
-    /// without `[…]:port` even on a non-standard port, so this is 22 when an alias is
-    /// set and [`port`](Self::port) otherwise.
-    pub fn host_key_port(&self) -> u16 {
-        if self.host_key_alias.is_some() {
-            22
-        } else {
-            self.port
-        }
-    }
-
-    /// All known_hosts files in the order OpenSSH consults them: user files, then
-    /// global ones.
-    pub fn known_hosts_files(&self) -> Vec<PathBuf> {
-        self.user_known_hosts_files
-            .iter()
-            .chain(&self.global_known_hosts_files)
-            .cloned()
-            .collect()
-    }
-}
+pub use target::{SshTarget, StrictHostKeyChecking};
 
 /// How sshcc runs `ssh -G`, the way the user runs `ssh`: an ssh_config file
 /// (`SSHCC_SSH_CONFIG`, like `ssh -F`) and command-line options taken from distcc's
@@ -253,8 +165,24 @@ fn command_line(user: Option<&str>, port: Option<u16>, options: &ClientOptions) 
     args
 }
 
+/// Resolves `alias` like `ssh -G` with the options [`command_line`] builds, without
+/// running `ssh`.
+fn resolve_without_ssh(
+    alias: &str,
+    user: Option<&str>,
+    port: Option<u16>,
+    options: &ClientOptions,
+    local: &LocalInfo,
+) -> Result<SshTarget> {
+    ensure!(!alias.is_empty(), "empty SSH host name");
+    let output = ssh_g_output_without_ssh(alias, &command_line(user, port, options), local)?;
+    parse_ssh_g(alias, &output, local)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::test_fixtures::*;
     use super::*;
 

@@ -7,20 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use super::target::{SshTarget, StrictHostKeyChecking};
 use super::tokens::{LocalInfo, Tokens};
-use super::{SshTarget, StrictHostKeyChecking};
-
-impl StrictHostKeyChecking {
-    pub(super) fn parse(value: &str) -> Option<Self> {
-        Some(match value.to_ascii_lowercase().as_str() {
-            "true" | "yes" => Self::Yes,
-            "false" | "no" | "off" => Self::No,
-            "accept-new" => Self::AcceptNew,
-            "ask" => Self::Ask,
-            _ => return None,
-        })
-    }
-}
 
 /// Parses `ssh -G` output for `alias`.
 pub(super) fn parse_ssh_g(alias: &str, output: &str, local: &LocalInfo) -> Result<SshTarget> {

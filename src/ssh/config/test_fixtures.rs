@@ -6,9 +6,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::PathBuf;
 
-use super::fallback::resolve_without_ssh;
 use super::tokens::LocalInfo;
-use super::{ClientOptions, SshTarget, resolve, resolve_using};
+use super::{ClientOptions, SshTarget, resolve, resolve_using, resolve_without_ssh};
 
 pub(super) fn local() -> LocalInfo {
     LocalInfo {

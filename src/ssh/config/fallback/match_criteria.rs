@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::ConfigReader;
 use super::pattern::{hostname_matches, pattern_list_matches};
+use super::reader::ConfigReader;
 use crate::ssh::config::tokens::{TokenSet, Tokens};
 
 impl ConfigReader<'_> {
@@ -171,10 +171,9 @@ mod tests {
     use std::fs;
     use std::time::Duration;
 
-    use super::super::resolve_without_ssh;
     use crate::ssh::config::test_fixtures::*;
     use crate::ssh::config::tokens::LocalInfo;
-    use crate::ssh::config::{StrictHostKeyChecking, resolve_using};
+    use crate::ssh::config::{StrictHostKeyChecking, resolve_using, resolve_without_ssh};
 
     use super::*;
 

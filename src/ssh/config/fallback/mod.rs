@@ -17,25 +17,26 @@
 //! service name.
 //!
 //! This file reads the command-line options and the files (`Host` blocks, `Include`,
-//! option lines); [`match_criteria`] evaluates `Match` lines, [`pattern`] matches
-//! `Host`/`Match` patterns and `Include` globs, [`syntax`] splits lines into words, and
-//! [`output`] prints the collected values as `ssh -G` would.
+//! option lines) into a [`reader::ConfigReader`]; [`match_criteria`] evaluates `Match`
+//! lines, [`pattern`] matches `Host`/`Match` patterns and `Include` globs, [`syntax`]
+//! splits lines into words, and [`output`] prints the collected values as `ssh -G`
+//! would.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
-use super::ssh_g::parse_ssh_g;
-use super::tokens::{LocalInfo, expand_hostname};
-use super::{ClientOptions, SshTarget, command_line};
+use super::tokens::LocalInfo;
 
 mod match_criteria;
 mod output;
 mod pattern;
+mod reader;
 mod syntax;
 
 use pattern::{glob, pattern_list_matches};
+use reader::{ConfigKind, ConfigReader, RawConfig};
 use syntax::{convtime, split_args, split_keyword};
 
 /// `ssh` options that take an argument (OpenSSH 9.2's getopt string).
@@ -44,74 +45,12 @@ const SSH_OPTIONS_WITH_ARGUMENT: &str = "bceilmopBDEFIJLOPQRSwW";
 /// Where `Include` nesting stops, as in OpenSSH.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
-/// The configuration values the fallback collects, raw as written (first one wins).
-#[derive(Debug, Default)]
-struct RawConfig {
-    /// Lowercased keyword → first value.
-    single: std::collections::HashMap<String, String>,
-    identity_files: KeyFiles,
-    certificate_files: KeyFiles,
-    user_known_hosts_files: Option<String>,
-    global_known_hosts_files: Option<String>,
-    proxy_jump: Option<String>,
-    proxy_command: Option<String>,
-}
-
-/// Which kind of file is being read: relative `Include`s resolve against `~/.ssh` for
-/// user files (including `-F`) and `/etc/ssh` for the system one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConfigKind {
-    User,
-    System,
-}
-
-/// `IdentityFile`s or `CertificateFile`s in order, each with its source: `-i` (`None`),
-/// or the kind of configuration file (`-o` counts as a user file). OpenSSH ignores a
-/// path already listed from the same source, which keeps the final pass, reading
-/// everything again, from listing files twice.
-#[derive(Debug, Default)]
-struct KeyFiles(Vec<(Option<ConfigKind>, String)>);
-
-impl KeyFiles {
-    fn add(&mut self, source: Option<ConfigKind>, path: &str) {
-        if !self.0.iter().any(|(s, p)| *s == source && p == path) {
-            self.0.push((source, path.to_owned()));
-        }
-    }
-
-    fn paths(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(_, path)| path.as_str())
-    }
-}
-
-struct ConfigReader<'a> {
-    alias: &'a str,
-    local: &'a LocalInfo,
-    raw: RawConfig,
-    /// Set for OpenSSH's final pass: the hostname the first pass resolved, which `Host`
-    /// and `Match host` then match instead of the alias and later `HostName`s cannot
-    /// change.
-    final_hostname: Option<String>,
-    /// Whether a `Match final` asked for that pass.
-    want_final_pass: bool,
-}
-
-/// Resolves `alias` like `ssh -G` with the options [`command_line`] builds, without
-/// running `ssh`.
-pub(super) fn resolve_without_ssh(
-    alias: &str,
-    user: Option<&str>,
-    port: Option<u16>,
-    options: &ClientOptions,
-    local: &LocalInfo,
-) -> Result<SshTarget> {
-    ensure!(!alias.is_empty(), "empty SSH host name");
-    let output = ssh_g_output_without_ssh(alias, &command_line(user, port, options), local)?;
-    parse_ssh_g(alias, &output, local)
-}
-
 /// What `ssh -G ARGS -- ALIAS` would print, restricted to the options sshcc reads.
-fn ssh_g_output_without_ssh(alias: &str, args: &[OsString], local: &LocalInfo) -> Result<String> {
+pub(super) fn ssh_g_output_without_ssh(
+    alias: &str,
+    args: &[OsString],
+    local: &LocalInfo,
+) -> Result<String> {
     let mut reader = ConfigReader {
         alias,
         local,
@@ -199,25 +138,6 @@ fn ssh_g_output_without_ssh(alias: &str, args: &[OsString], local: &LocalInfo) -
 }
 
 impl ConfigReader<'_> {
-    fn set_first(&mut self, key: &str, value: &str) {
-        self.raw
-            .single
-            .entry(key.to_owned())
-            .or_insert_with(|| value.to_owned());
-    }
-
-    /// `ProxyJump` applies only if neither it nor `ProxyCommand` is set yet, and then
-    /// disables any later `ProxyCommand`.
-    fn set_proxy_jump(&mut self, value: &str) {
-        if self.raw.proxy_jump.is_some() || self.raw.proxy_command.is_some() {
-            return;
-        }
-        self.raw.proxy_jump = Some(value.to_owned());
-        if !value.eq_ignore_ascii_case("none") {
-            self.raw.proxy_command = Some("none".to_owned());
-        }
-    }
-
     /// One pass over the configuration `files`; a missing file is an error only when
     /// `must_exist` (`-F`).
     fn read_files(&mut self, files: &[(PathBuf, ConfigKind)], must_exist: bool) -> Result<()> {
@@ -276,33 +196,6 @@ impl ConfigReader<'_> {
             }
         }
         Ok(())
-    }
-
-    /// The host name the configuration read so far leads to, as `Match host` sees it:
-    /// the final pass's, else `HostName` with `%h` expanded, else the alias.
-    fn host_so_far(&self) -> Result<String> {
-        if let Some(hostname) = &self.final_hostname {
-            return Ok(hostname.clone());
-        }
-        match self.raw.single.get("hostname") {
-            Some(name) => expand_hostname(name, self.alias),
-            None => Ok(self.alias.to_owned()),
-        }
-    }
-
-    /// The host name to connect to, as `ssh -G` prints it.
-    fn hostname(&self) -> Result<String> {
-        let hostname = self.host_so_far()?;
-        // OpenSSH lowercases names but leaves addresses alone, and (as OpenSSH 9.2
-        // on glibc does) anything with a `%`, which the numeric-address check takes
-        // for a scope id.
-        Ok(
-            if hostname.parse::<std::net::IpAddr>().is_ok() || hostname.contains('%') {
-                hostname
-            } else {
-                hostname.to_lowercase()
-            },
-        )
     }
 
     /// One option line (not `Host`/`Match`).
@@ -398,8 +291,8 @@ impl ConfigReader<'_> {
 mod tests {
     use std::fs;
 
-    use super::super::test_fixtures::*;
-    use super::*;
+    use crate::ssh::config::ClientOptions;
+    use crate::ssh::config::test_fixtures::*;
 
     #[test]
     fn fallback_agrees_with_ssh_g_on_fixtures() {

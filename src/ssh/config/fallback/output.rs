@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 
-use super::ConfigReader;
+use super::reader::ConfigReader;
 use crate::ssh::config::ssh_g::parse_flag;
 use crate::ssh::config::tokens::Tokens;
 
