@@ -64,7 +64,6 @@ mod tiny;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
@@ -74,22 +73,15 @@ use compression::compression_section;
 use distccd::{Distccd, distccd_nice};
 use harness::Bench;
 use lua::LuaSources;
-use network::{Network, Proxies, bastion_network, proxied_ssh_config};
+use network::{DELAY, Network, Proxies, bastion_network, proxied_ssh_config};
 use procs::box_cgroup;
 use proxy::DelayProxy;
-use route::{BUILD_ROUTES, Net, Route, TINY_DELAYED, TINY_LOOPBACK, Via};
+use route::{BUILD_ROUTES, Net, Route, SLOTS, TINY_DELAYED, TINY_LOOPBACK, Via};
 use support::{BOX_COMPILER, BOX_USER, Login, machine_facts};
-use tiny::{bastion_section, tiny_section, tiny_table};
+use tiny::{TINY_SOURCE, bastion_section, tiny_section, tiny_table};
 
 const DEFAULT_RUNS: usize = 21;
 const DEFAULT_BUILDS: usize = 5;
-/// One-way delay of the proxy (round trip twice this).
-pub const DELAY: Duration = Duration::from_millis(10);
-/// Debian's distcc client (and sshcc) send `gcc` as the target-prefixed name.
-/// Job slots of every remote host entry, and make's `-j` for the distributed builds.
-pub const SLOTS: usize = 4;
-pub const TINY_SOURCE: &str = "tiny.c";
-pub const TINY_OBJECT: &str = "tiny.o";
 
 fn env_count(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
@@ -399,26 +391,4 @@ fn main() -> Result<()> {
     }
     drop(bench);
     Ok(())
-}
-
-/// "median X× (min A×, max B×, N of M ≤ 1)" for per-round ratios.
-pub fn ratio_summary(ratios: &[f64]) -> String {
-    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = ratios.iter().copied().fold(0.0, f64::max);
-    let at_most_one = ratios.iter().filter(|r| **r <= 1.0).count();
-    format!(
-        "median {:.2}× (min {min:.2}×, max {max:.2}×; ≤ 1.00× in {at_most_one} of {} rounds)",
-        median(ratios.to_vec()),
-        ratios.len()
-    )
-}
-
-pub fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }

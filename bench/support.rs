@@ -167,18 +167,36 @@ pub fn stats(samples: &[Duration]) -> Stats {
     ms.sort_by(f64::total_cmp);
     let n = ms.len();
     assert!(n > 0, "no samples");
-    let median = if n % 2 == 1 {
-        ms[n / 2]
-    } else {
-        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
-    };
     // Nearest-rank percentile.
     let p90 = ms[(n * 9).div_ceil(10) - 1];
     Stats {
-        median,
+        median: median(ms.clone()),
         min: ms[0],
         p90,
     }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// "median X× (min A×, max B×, N of M ≤ 1)" for per-round ratios.
+pub fn ratio_summary(ratios: &[f64]) -> String {
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    let at_most_one = ratios.iter().filter(|r| **r <= 1.0).count();
+    format!(
+        "median {:.2}× (min {min:.2}×, max {max:.2}×; ≤ 1.00× in {at_most_one} of {} rounds)",
+        median(ratios.to_vec()),
+        ratios.len()
+    )
 }
 
 /// The last `lines` lines of `text`.

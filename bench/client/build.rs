@@ -17,7 +17,7 @@ use crate::harness::{Bench, note_daemon, prepare};
 use crate::procs::{BoxParts, children_cpu, children_cpu_since, find_daemon, process_cpu};
 use crate::proxy::Traffic;
 use crate::route::{BUILD_ROUTES, BYTES_ROUTES, Route, Via};
-use crate::{median, ratio_summary};
+use crate::support::{median, ratio_summary};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BuildSample {

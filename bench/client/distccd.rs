@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::SLOTS;
+use crate::route::SLOTS;
 use crate::support::DISTCCD;
 
 /// `distccd --daemon` on an ephemeral port of 127.0.0.1, stopped when dropped.

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use sshcc::throwaway_box::ThrowawayBox;
 
-use crate::SLOTS;
 use crate::cgroup::CpuCgroup;
 use crate::distccd::Distccd;
 use crate::network::Network;
 use crate::procs::{daemon_pid, find_daemon};
 use crate::proxy::{DelayProxy, Traffic};
+use crate::route::SLOTS;
 use crate::route::{Net, Route, Via};
 use crate::support::{DISTCCD, tail};
 

@@ -4,13 +4,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use sshcc::throwaway_box::ThrowawayBox;
 
+use crate::bastion;
 use crate::proxy::DelayProxy;
 use crate::route::Via;
-use crate::{DELAY, bastion};
+
+/// One-way delay of the proxy (round trip twice this).
+pub const DELAY: Duration = Duration::from_millis(10);
 
 /// Everything one network (loopback, delayed or behind the bastion) offers the routes.
 pub struct Network {

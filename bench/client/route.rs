@@ -1,8 +1,9 @@
 //! The paths the benchmark compares: how the compiler is reached ([`Via`]), over which
 //! network ([`Net`]), and which routes each section times.
 
-use crate::SLOTS;
-
+/// Debian's distcc client (and sshcc) send `gcc` as the target-prefixed name.
+/// Job slots of every remote host entry, and make's `-j` for the distributed builds.
+pub const SLOTS: usize = 4;
 /// make's `-j` for the local build: one job per core.
 const LOCAL_JOBS: usize = 2;
 

@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
+use crate::bastion;
 use crate::harness::{Bench, SSHCC_REMOTE_MARK, note_daemon, prepare};
 use crate::proxy::Traffic;
 use crate::route::{Net, Route, TINY_BASTION, Via};
-use crate::support::stats;
-use crate::{TINY_OBJECT, TINY_SOURCE, bastion, median, ratio_summary};
+use crate::support::{median, ratio_summary, stats};
+
+/// The tiny compile, in the bench's work directory.
+pub const TINY_SOURCE: &str = "tiny.c";
+const TINY_OBJECT: &str = "tiny.o";
 
 /// One tiny compile.
 #[derive(Debug, Clone, Copy)]
