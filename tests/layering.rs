@@ -15,10 +15,11 @@ const TIERS: &[&[&str]] = &[
     &["daemon"],
     &["dispatch"],
     &["mux"],
-    &["server", "ssh"],
+    &["inputs", "server", "ssh"],
     &["protocol", "throwaway_box"],
     &["client_settings"],
     &["config", "hosts"],
+    &["tree"],
     &[
         "async_runtime",
         "compiler",
