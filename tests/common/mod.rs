@@ -161,10 +161,17 @@ pub fn private_env(scratch: &Path) -> [(&'static str, PathBuf); 7] {
     ]
 }
 
-/// Points `command` at the [private directories](private_env) under `scratch`. A later
-/// `env` wins, so a test can still choose one of them.
+/// Points `command` at the [private directories](private_env) under `scratch`, creating
+/// `DISTCC_DIR` (distcc does not). A later `env` wins, so a test can still choose one
+/// of them.
 pub fn private_dirs<'a>(command: &'a mut Command, scratch: &Path) -> &'a mut Command {
-    command.envs(private_env(scratch))
+    let env = private_env(scratch);
+    for (key, dir) in &env {
+        if *key == "DISTCC_DIR" {
+            std::fs::create_dir_all(dir).expect("creating DISTCC_DIR");
+        }
+    }
+    command.envs(env)
 }
 
 /// `program` with the [private directories](private_env) under `scratch`.
