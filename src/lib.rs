@@ -42,4 +42,5 @@ pub mod status;
 pub mod system;
 pub mod throwaway_box;
 pub mod toolchain;
+pub mod tree;
 pub mod wrapper;
