@@ -372,9 +372,18 @@ impl BoxBuilder {
         if let Some(ca) = &self.trusted_user_ca_keys {
             let _ = writeln!(sshd_config, "TrustedUserCAKeys {}", ca.display());
             // A certificate login never reads authorized_keys and its environment=
-            // options, so the box's environment comes from sshd itself.
-            for (key, value) in &self.env {
-                let _ = writeln!(sshd_config, "SetEnv \"{key}={value}\"");
+            // options, so the box's environment comes from sshd itself: all on one
+            // line, because sshd uses only its first SetEnv line.
+            if !self.env.is_empty() {
+                sshd_config.push_str("SetEnv");
+                for (key, value) in &self.env {
+                    // Quoted, with sshd's escapes for a quote and a backslash.
+                    let word = format!("{key}={value}")
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"");
+                    let _ = write!(sshd_config, " \"{word}\"");
+                }
+                sshd_config.push('\n');
             }
         }
         fs::write(&paths.sshd_config, sshd_config).context("writing sshd_config")?;
@@ -1034,6 +1043,56 @@ mod tests {
         assert!(dir.join("sshd_config").exists());
         drop(b);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn env_and_private_dirs_reach_certificate_logins() {
+        // A key the box's authorized_keys does not list, certified by a CA it trusts:
+        // only sshd_config's SetEnv can give such a session its environment.
+        let keys = tempfile::tempdir().unwrap();
+        let (ca, key) = (keys.path().join("ca"), keys.path().join("user"));
+        keygen(&ca, "ca").unwrap();
+        keygen(&key, "user").unwrap();
+        let b = ThrowawayBox::builder()
+            .trusted_user_ca_keys(keys.path().join("ca.pub"))
+            .env("SSHCC_FIRST", "1")
+            .env("SSHCC_TRICKY", r#"say "hi" \ C:\dir\"x"#)
+            .start()
+            .unwrap();
+        let request = CertificateRequest {
+            ca_key: ca,
+            principals: Some(current_user_name().unwrap()),
+            validity: "always:forever".into(),
+        };
+        certify(&keys.path().join("user.pub"), "user", false, &request).unwrap();
+        let config = keys.path().join("ssh_config");
+        let text = fs::read_to_string(b.ssh_config()).unwrap().replace(
+            &b.client_key().display().to_string(),
+            &key.display().to_string(),
+        );
+        fs::write(&config, text).unwrap();
+        let out = Command::new("ssh")
+            .arg("-F")
+            .arg(&config)
+            .args([
+                "box",
+                r#"printf '%s|%s|%s\n' "$SSHCC_FIRST" "$SSHCC_TRICKY" "$XDG_CACHE_HOME""#,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            b.log()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "1|say \"hi\" \\ C:\\dir\\\"x|{}\n",
+                b.dir().join("cache").display()
+            )
+        );
     }
 
     #[test]
