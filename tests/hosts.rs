@@ -40,7 +40,13 @@ fn distcc(flag: &str, hosts: &str) -> Distcc {
 }
 
 fn have_distcc() -> bool {
-    let found = Command::new("distcc").arg("--version").output().is_ok();
+    // Even --version creates distcc's state directory, in ~/.distcc by default.
+    let dir = tempfile::tempdir().expect("DISTCC_DIR");
+    let found = Command::new("distcc")
+        .arg("--version")
+        .env("DISTCC_DIR", dir.path())
+        .output()
+        .is_ok();
     if !found {
         eprintln!("skipping: no distcc on PATH");
     }
