@@ -415,6 +415,15 @@ impl Client {
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap())
             .process_group(0);
+        // A suite started in the background of a script (`cargo test &`) inherits
+        // SIGINT ignored, and make would ignore the test's Ctrl-C too.
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         Build {
             child: command.spawn().expect("make"),
             log,
