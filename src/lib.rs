@@ -34,6 +34,7 @@ pub mod digest;
 pub mod dispatch;
 pub mod exit_code;
 pub mod hosts;
+pub mod inputs;
 pub mod mux;
 pub mod protocol;
 pub mod server;
