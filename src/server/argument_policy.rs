@@ -48,7 +48,7 @@ const LONG_OPTION: &str = "long option forms are not accepted remotely; use the 
 /// (found by probing `gcc -### -c t.c OPTION -DPROBE` for each option name), plus
 /// clang's `-target`. Missing one would let its value slip past the checks as an
 /// option of its own.
-const TAKES_VALUE: &[&str] = &[
+pub(crate) const TAKES_VALUE: &[&str] = &[
     "-o",
     "-x",
     "-e",
@@ -128,8 +128,6 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("-iplugindir", LOADS_CODE),
     ("-B", LOADS_CODE),
     ("-wrapper", LOADS_CODE),
-    ("-include", READS_FILES),
-    ("-imacros", READS_FILES),
     ("-fsanitize-blacklist", READS_FILES),
     ("-fsanitize-ignorelist", READS_FILES),
     ("-fprofile-list", READS_FILES),
@@ -174,6 +172,11 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("-l", LINKER),
     ("-T", LINKER),
 ];
+
+/// Refused only when the box compiles preprocessed text, where they would read the box's
+/// files; a remote-preprocessed job (`server::remote_job`) reads them from its own tree.
+const FORBIDDEN_WITH_PREPROCESSED_INPUT: &[(&str, &str)] =
+    &[("-include", READS_FILES), ("-imacros", READS_FILES)];
 
 /// Checks `argv` (`argv[0]` is the compiler) and rewrites it to compile `input_file` into
 /// `output_file`, both relative to the job directory.
@@ -271,8 +274,25 @@ fn is_joined_dropped(arg: &str) -> bool {
 }
 
 /// Refuses `arg` (with its separate `value`, if it takes one) when it reaches outside the
-/// job.
+/// job whose input is preprocessed text.
 fn check(arg: &str, value: Option<&str>) -> Result<(), Refusal> {
+    check_option(arg, value)?;
+    match FORBIDDEN_WITH_PREPROCESSED_INPUT
+        .iter()
+        .find(|(prefix, _)| arg.starts_with(prefix))
+    {
+        Some(&(_, reason)) => Err(Refusal::Forbidden {
+            arg: value.map_or_else(|| arg.to_string(), |v| format!("{arg} {v}")),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses `arg` (with its separate `value`, if it takes one) when it loads code, reads
+/// or writes files outside the job whatever its input, or is a linker option: the
+/// checks every kind of job applies.
+pub(crate) fn check_option(arg: &str, value: Option<&str>) -> Result<(), Refusal> {
     let refuse = |reason| {
         Err(Refusal::Forbidden {
             arg: value.map_or_else(|| arg.to_string(), |v| format!("{arg} {v}")),

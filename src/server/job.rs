@@ -135,7 +135,7 @@ async fn run_uncounted(
 /// stands for, found as ccache finds it; other paths unchanged. A box gains nothing
 /// from ccache when the client caches, ccache mangles `-fdirectives-only` input, and
 /// the toolchain the box reports must be the one that runs.
-fn behind_ccache(allowlisted: String) -> String {
+pub(crate) fn behind_ccache(allowlisted: String) -> String {
     let is_ccache = std::fs::canonicalize(&allowlisted)
         .is_ok_and(|real| real.file_name() == Some(std::ffi::OsStr::new("ccache")));
     if !is_ccache {
@@ -160,7 +160,6 @@ async fn run_in(
     cancelled: impl Future<Output = ()>,
     compiler_started: &mut Option<Instant>,
 ) -> Outcome {
-    tokio::pin!(cancelled);
     let scan = match crate::compiler::args::scan(&request.argv) {
         Ok(scan) => scan,
         Err(why) => {
@@ -209,38 +208,107 @@ async fn run_in(
         };
         return refuse(ExitCode::BadArguments, &refusal.to_string());
     }
-    let confinement = match Confinement::prepare(settings, Path::new(compiler), job_dir) {
+    let compile = Compile {
+        compiler,
+        args: &command.args,
+        work_dir: dir,
+        job_dir,
+        env: &context.env,
+    };
+    let ran = match run_compiler(compile, settings, cancelled, compiler_started).await {
+        Ok(ran) => ran,
+        Err(NotRun::Refused(exit, message)) => return refuse(exit, &message),
+        Err(NotRun::Abandoned) => return Outcome::Abandoned,
+    };
+    let status = ran.status;
+    let mut response = Response {
+        status,
+        stderr: ran.stderr,
+        stdout: ran.stdout,
+        object: Vec::new(),
+    };
+    if status == 0 {
+        match tokio::fs::read(dir.join(&output_file)).await {
+            Ok(object) => response.object = object,
+            Err(err) => {
+                let message = format!("the compiler succeeded but its output is missing: {err}");
+                return refuse(ExitCode::Failure, &message);
+            }
+        }
+    }
+    Outcome::Finished(response)
+}
+
+/// One compiler run, as both kinds of job make it: `args` in `work_dir`, with `env`
+/// added, temporaries in `job_dir`, which is all the confined compiler may write.
+pub(crate) struct Compile<'a> {
+    /// The allowlisted compiler's path.
+    pub compiler: &'a str,
+    pub args: &'a [String],
+    pub work_dir: &'a Path,
+    pub job_dir: &'a Path,
+    pub env: &'a [(String, String)],
+}
+
+/// What a compiler that ran to its end reported.
+pub(crate) struct Ran {
+    /// The traditional `waitpid` encoding distcc sends in `STAT`.
+    pub status: u32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Why a compile did not run to its end.
+pub(crate) enum NotRun {
+    /// Refused or failed before the compiler finished: the distcc code and the reason.
+    Refused(ExitCode, String),
+    /// The client went away (or we were told to stop).
+    Abandoned,
+}
+
+/// Runs `compile` in a box-wide slot, niced and confined to its job directory, in its
+/// own process group, within the job lifetime; notes in `compiler_started` when the
+/// compiler started.
+pub(crate) async fn run_compiler(
+    compile: Compile<'_>,
+    settings: &BoxSettings,
+    cancelled: impl Future<Output = ()>,
+    compiler_started: &mut Option<Instant>,
+) -> Result<Ran, NotRun> {
+    tokio::pin!(cancelled);
+    let compiler = compile.compiler;
+    let confinement = match Confinement::prepare(settings, Path::new(compiler), compile.job_dir) {
         Ok(confinement) => confinement,
-        Err(why) => return refuse(ExitCode::AccessDenied, &why),
+        Err(why) => return Err(NotRun::Refused(ExitCode::AccessDenied, why)),
     };
     // Waiting happens after every cheap refusal, so a full box still answers bad
     // requests at once.
     let _slot = tokio::select! {
         slot = take_slot(settings) => slot,
-        () = &mut cancelled => return Outcome::Abandoned,
+        () = &mut cancelled => return Err(NotRun::Abandoned),
     };
 
     let mut child = Command::new(compiler);
     child
-        .args(&command.args)
-        .current_dir(dir)
+        .args(compile.args)
+        .current_dir(compile.work_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    child.envs(context.env.iter().map(|(name, value)| (name, value)));
+    child.envs(compile.env.iter().map(|(name, value)| (name, value)));
     // The compiler's temporary files (the assembly between cc1 and as) stay in the job.
-    child.env("TMPDIR", job_dir);
+    child.env("TMPDIR", compile.job_dir);
     niced_and_confined(&mut child, settings.nice, confinement);
-    tracing::debug!(compiler, args = ?command.args, "running compiler");
+    tracing::debug!(compiler, args = ?compile.args, "running compiler");
     let child = match child.spawn() {
         Ok(child) => child,
         Err(err) => {
-            return refuse(
+            return Err(NotRun::Refused(
                 ExitCode::CompilerMissing,
-                &format!("cannot run the allowlisted compiler {compiler}: {err}"),
-            );
+                format!("cannot run the allowlisted compiler {compiler}: {err}"),
+            ));
         }
     };
     *compiler_started = Some(Instant::now());
@@ -255,7 +323,7 @@ async fn run_in(
         output = child.wait_with_output() => output,
         () = &mut cancelled => {
             kill_process_group(process_group);
-            return Outcome::Abandoned;
+            return Err(NotRun::Abandoned);
         }
         () = time_limit => {
             kill_process_group(process_group);
@@ -263,37 +331,25 @@ async fn run_in(
                 "the compile ran longer than this box's job lifetime of {} s and was killed",
                 settings.job_lifetime
             );
-            return refuse(ExitCode::Timeout, &message);
+            return Err(NotRun::Refused(ExitCode::Timeout, message));
         }
     };
     let output = match output {
         Ok(output) => output,
         Err(err) => {
-            return refuse(
+            return Err(NotRun::Refused(
                 ExitCode::IoError,
-                &format!("lost track of the compiler: {err}"),
-            );
+                format!("lost track of the compiler: {err}"),
+            ));
         }
     };
     // The compiler is gone, but cc1 or as may linger in its group if it crashed.
     kill_process_group(process_group);
-    let status = wait_status(output.status);
-    let mut response = Response {
-        status,
-        stderr: output.stderr,
+    Ok(Ran {
+        status: wait_status(output.status),
         stdout: output.stdout,
-        object: Vec::new(),
-    };
-    if status == 0 {
-        match tokio::fs::read(dir.join(&output_file)).await {
-            Ok(object) => response.object = object,
-            Err(err) => {
-                let message = format!("the compiler succeeded but its output is missing: {err}");
-                return refuse(ExitCode::Failure, &message);
-            }
-        }
-    }
-    Outcome::Finished(response)
+        stderr: output.stderr,
+    })
 }
 
 /// A box-wide compile slot; `None` when the lock directory is unusable, since a broken

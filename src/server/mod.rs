@@ -10,6 +10,7 @@ pub mod counters;
 pub mod forced_command;
 pub mod identity;
 pub mod job;
+pub mod remote_job;
 pub mod sandbox;
 pub mod settings;
 pub mod slots;
