@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools sshcc's tests and demo drive for real: OpenSSH (the
 # throwaway build boxes), distcc (the baseline sshcc is compared against), the
-# compilers (gcc, g++, and arm-none-eabi-gcc with newlib's nano.specs for the
-# cross-compiler tests), make, ccache, tmux (sshcc mon on a real terminal),
+# compilers (gcc, g++, and arm-none-eabi-gcc with newlib's nano.specs and its C++
+# library for the cross-compiler tests), make, ccache, tmux (sshcc mon on a real terminal),
 # iproute2 (network namespaces for the bastion test) and binutils (objdump
 # compares DWARF line tables). Idempotent: does nothing when everything is present.
 #
@@ -31,6 +31,7 @@ required=(
   tmux tmux
   arm-none-eabi-gcc gcc-arm-none-eabi
   /usr/lib/arm-none-eabi/lib/nano.specs libnewlib-arm-none-eabi
+  /usr/include/newlib/c++ libstdc++-arm-none-eabi-newlib
 )
 
 have() {

@@ -36,9 +36,41 @@ pub struct ClientSettings {
     pub no_daemon: bool,
     /// `DISTCC_NO_REWRITE_CROSS`: send `gcc` as named, not as the target-prefixed name.
     pub no_rewrite_cross: bool,
-    /// `SSHCC_PREPROCESS=classic`: classic `-E` towards sshcc boxes too, trading exact
-    /// diagnostics and `-g` columns for less upload and less work on the box.
-    pub classic_preprocessing: bool,
+    /// `SSHCC_PREPROCESS`: where sources are preprocessed.
+    pub preprocess: Preprocess,
+}
+
+/// Where a job's sources are preprocessed (`SSHCC_PREPROCESS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preprocess {
+    /// On boxes that can (sshcc with a content store), else here (the default).
+    Auto,
+    /// On boxes that can; a job that must be preprocessed here says why.
+    Remote,
+    /// Here, with `-fdirectives-only` towards sshcc boxes (exact diagnostics and `-g`
+    /// columns), classic `-E` towards stock distccd.
+    DirectivesOnly,
+    /// Here, with classic `-E` towards every box: less to send and less for the box
+    /// to do, at the price of diagnostics and `-g` columns that differ from a local
+    /// compile's.
+    Classic,
+}
+
+impl Preprocess {
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "" | "auto" => Preprocess::Auto,
+            "remote" => Preprocess::Remote,
+            "directives-only" => Preprocess::DirectivesOnly,
+            "classic" => Preprocess::Classic,
+            _ => return None,
+        })
+    }
+
+    /// Whether jobs go to boxes unpreprocessed where the box can take them.
+    pub fn remote(self) -> bool {
+        matches!(self, Preprocess::Auto | Preprocess::Remote)
+    }
 }
 
 impl ClientSettings {
@@ -89,14 +121,13 @@ impl ClientSettings {
             },
             no_daemon: var("SSHCC_NO_DAEMON").is_some_and(|v| v != "0" && !v.is_empty()),
             no_rewrite_cross: var("DISTCC_NO_REWRITE_CROSS").is_some(),
-            classic_preprocessing: match var("SSHCC_PREPROCESS").as_deref() {
-                None | Some("" | "directives-only") => false,
-                Some("classic") => true,
-                Some(other) => {
-                    return Err(format!(
-                        "SSHCC_PREPROCESS={other:?}: use classic or directives-only"
-                    ));
-                }
+            preprocess: match var("SSHCC_PREPROCESS") {
+                None => Preprocess::Auto,
+                Some(value) => Preprocess::parse(&value).ok_or_else(|| {
+                    format!(
+                        "SSHCC_PREPROCESS={value:?}: use auto, remote, directives-only or classic"
+                    )
+                })?,
             },
         })
     }

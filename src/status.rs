@@ -62,6 +62,38 @@ pub struct HostStatus {
     /// Uncompressed payload bytes per byte on the wire, both directions; `None` before
     /// the first job.
     pub compression_ratio: Option<f64>,
+    /// Where this host's jobs are preprocessed: `remote` (the box preprocesses from
+    /// its content store) or `local`; `None` before a connection.
+    #[serde(default)]
+    pub preprocessing: Option<String>,
+    /// Why the box cannot preprocess, when `preprocessing` is `local`.
+    #[serde(default)]
+    pub preprocessing_note: Option<String>,
+    /// Remote-preprocessed jobs the box compiled.
+    #[serde(default)]
+    pub remote_jobs: u64,
+    /// Blobs (sources, headers, directories) whose presence in the box's store was
+    /// asked, and how many of those it lacked: the store's hit rate is
+    /// `1 - blobs_missing / blobs_looked_up`.
+    #[serde(default)]
+    pub blobs_looked_up: u64,
+    #[serde(default)]
+    pub blobs_missing: u64,
+    /// Blobs sent to the box's store, and their bytes (before compression).
+    #[serde(default)]
+    pub blobs_sent: u64,
+    #[serde(default)]
+    pub blob_bytes_sent: u64,
+}
+
+impl HostStatus {
+    /// The share of looked-up blobs the box's store already held, in percent; `None`
+    /// before the first lookup.
+    pub fn store_hit_rate(&self) -> Option<u64> {
+        (self.blobs_looked_up > 0).then(|| {
+            self.blobs_looked_up.saturating_sub(self.blobs_missing) * 100 / self.blobs_looked_up
+        })
+    }
 }
 
 /// Where a job is. Phases are ordered as a job passes through them.

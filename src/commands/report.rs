@@ -52,6 +52,18 @@ pub fn status_command(args: &[OsString]) -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
+/// `(store hits 97%, 1.2MB sent)`: how often the box's content store already held
+/// what a job needed, and what had to be sent; empty before the first lookup.
+fn store_summary(host: &crate::status::HostStatus) -> String {
+    match host.store_hit_rate() {
+        Some(rate) => format!(
+            " (store hits {rate}%, {} sent)",
+            bytes(host.blob_bytes_sent)
+        ),
+        None => String::new(),
+    }
+}
+
 /// The status as a compact table.
 pub fn render_status(status: &Status) -> String {
     let mut out = String::new();
@@ -80,6 +92,11 @@ pub fn render_status(status: &Status) -> String {
             "connected".to_string()
         } else {
             "idle".to_string()
+        };
+        let state = match host.preprocessing.as_deref() {
+            Some("remote") => format!("{state}, preprocesses{}", store_summary(host)),
+            Some(_) if host.connected => format!("{state}, preprocessed here"),
+            _ => state,
         };
         let state = match (&host.last_error, host.kind) {
             (Some(error), HostKind::Ssh | HostKind::Tcp) => format!("{state}; last error: {error}"),

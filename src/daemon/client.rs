@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::ipc::{Acquire, Placement, kind};
+use super::ipc::{Acquire, Placement, RemoteReply, RemoteRequest, kind};
 use super::runtime_dir::RuntimeDir;
 use crate::dispatch::tracker::LocalReason;
 use crate::protocol::mux::frame::{self, Compression, Frame};
@@ -109,6 +109,21 @@ impl DaemonClient {
         let reply = self.exchange(Frame::new(kind::JOB, 0, job_payload)).await?;
         match reply.kind {
             kind::RESULT => Ok(Ok(reply.payload)),
+            kind::FAILED => Ok(Err(String::from_utf8_lossy(&reply.payload).into_owned())),
+            other => bail!("unexpected reply kind {other}"),
+        }
+    }
+
+    /// Runs a remote-preprocessed job on the held slot; `Err(why)` when the host failed.
+    pub async fn run_remote(
+        &mut self,
+        request: &RemoteRequest,
+    ) -> anyhow::Result<Result<RemoteReply, String>> {
+        let reply = self
+            .exchange(Frame::new(kind::REMOTE_JOB, 0, request.encode()))
+            .await?;
+        match reply.kind {
+            kind::REMOTE_REPLY => Ok(Ok(RemoteReply::decode(&reply.payload)?)),
             kind::FAILED => Ok(Err(String::from_utf8_lossy(&reply.payload).into_owned())),
             other => bail!("unexpected reply kind {other}"),
         }

@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 
 use crate::dispatch::link::Flavour;
+use crate::protocol::mux::remote::{RemoteAnswer, RemoteCompile, RemoteJob};
 use crate::protocol::mux::wire::{WireError, WireReader, WireWriter};
 
 /// Frame kinds on the daemon socket.
@@ -48,6 +49,10 @@ pub mod kind {
     /// the counts could not be read.
     pub const STATS_REPLY: u8 = 29;
     pub const STATS_FAILED: u8 = 30;
+    /// Wrapper → daemon: a [`super::RemoteRequest`] for the held remote slot.
+    pub const REMOTE_JOB: u8 = 31;
+    /// Daemon → wrapper: a [`super::RemoteReply`] (host failures are FAILED).
+    pub const REMOTE_REPLY: u8 = 32;
 }
 
 /// A wrapper's request for a slot.
@@ -123,8 +128,15 @@ impl Acquire {
 /// The daemon's answer to [`Acquire`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assigned {
-    Remote { host: String, flavour: Flavour },
-    Local { host: String },
+    Remote {
+        host: String,
+        flavour: Flavour,
+        /// Why the box cannot preprocess the job itself, or `None` when it can.
+        no_remote_preprocessing: Option<String>,
+    },
+    Local {
+        host: String,
+    },
     NoHosts(String),
 }
 
@@ -155,13 +167,19 @@ impl Placement {
 impl Assigned {
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Assigned::Remote { host, flavour } => WireWriter::new()
+            Assigned::Remote {
+                host,
+                flavour,
+                no_remote_preprocessing,
+            } => WireWriter::new()
                 .u8(0)
                 .str(host)
                 .u8(match flavour {
                     Flavour::Sshcc => 0,
                     Flavour::Distccd => 1,
                 })
+                .u8(u8::from(no_remote_preprocessing.is_some()))
+                .str(no_remote_preprocessing.as_deref().unwrap_or(""))
                 .finish(),
             Assigned::Local { host } => WireWriter::new().u8(1).str(host).finish(),
             Assigned::NoHosts(why) => WireWriter::new().u8(2).str(why).finish(),
@@ -178,13 +196,103 @@ impl Assigned {
                     1 => Flavour::Distccd,
                     _ => return Err(WireError("unknown flavour")),
                 };
-                Ok(Assigned::Remote { host, flavour })
+                let no_remote_preprocessing = match reader.u8()? {
+                    0 => {
+                        reader.string()?;
+                        None
+                    }
+                    _ => Some(reader.string()?),
+                };
+                Ok(Assigned::Remote {
+                    host,
+                    flavour,
+                    no_remote_preprocessing,
+                })
             }
             1 => Ok(Assigned::Local {
                 host: reader.string()?,
             }),
             2 => Ok(Assigned::NoHosts(reader.string()?)),
             _ => Err(WireError("unknown assignment")),
+        }
+    }
+}
+
+/// A wrapper's remote-preprocessed job: what the box runs, less the input tree, which
+/// the daemon finds (it keeps the file-state cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRequest {
+    /// The job as the box will run it; its `root` is filled in by the daemon.
+    pub job: RemoteJob,
+    /// The local compiler (absolute, symlinks and ccache resolved), whose include
+    /// search the daemon asks for.
+    pub local_compiler: String,
+    /// The wrapper's environment variables that change what the preprocessor reads.
+    pub env: Vec<(String, String)>,
+}
+
+impl RemoteRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut writer = WireWriter::new()
+            .bytes(&self.job.encode())
+            .str(&self.local_compiler)
+            .u32(self.env.len() as u32);
+        for (name, value) in &self.env {
+            writer = writer.str(name).str(value);
+        }
+        writer.finish()
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut reader = WireReader::new(payload);
+        let job = RemoteJob::decode(reader.bytes()?)?;
+        let local_compiler = reader.string()?;
+        let count = reader.u32()? as usize;
+        if count > reader.rest().len() / 8 {
+            return Err(WireError("environment count longer than the message"));
+        }
+        let env = (0..count)
+            .map(|_| Ok((reader.string()?, reader.string()?)))
+            .collect::<Result<_, WireError>>()?;
+        Ok(RemoteRequest {
+            job,
+            local_compiler,
+            env,
+        })
+    }
+}
+
+/// The daemon's answer to a [`RemoteRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteReply {
+    /// The box compiled it (successfully or not), as the compiler reported.
+    Compiled(RemoteCompile),
+    /// Remote preprocessing cannot be trusted for this job (why): preprocess here and
+    /// send the result, as towards any box.
+    Local(String),
+}
+
+impl RemoteReply {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            RemoteReply::Compiled(compile) => {
+                let mut payload = vec![0];
+                payload.extend(RemoteAnswer::Compiled(compile.clone()).encode());
+                payload
+            }
+            RemoteReply::Local(why) => WireWriter::new().u8(1).str(why).finish(),
+        }
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let mut reader = WireReader::new(payload);
+        match reader.u8()? {
+            0 => match RemoteAnswer::decode(reader.rest())? {
+                RemoteAnswer::Compiled(compile) => Ok(RemoteReply::Compiled(compile)),
+                _ => Err(WireError("a remote reply carries only a compile")),
+            },
+            1 => Ok(RemoteReply::Local(reader.string()?)),
+            _ => Err(WireError("unknown remote reply")),
         }
     }
 }
@@ -214,6 +322,12 @@ mod tests {
             Assigned::Remote {
                 host: "@b".into(),
                 flavour: Flavour::Distccd,
+                no_remote_preprocessing: Some("stock distccd".into()),
+            },
+            Assigned::Remote {
+                host: "@c".into(),
+                flavour: Flavour::Sshcc,
+                no_remote_preprocessing: None,
             },
             Assigned::Local {
                 host: "localhost".into(),

@@ -25,7 +25,7 @@ use crate::dispatch::Dispatcher;
 use crate::dispatch::tracker::LocalReason;
 use crate::protocol::mux::frame::{self, Compression, Frame};
 use crate::status::{Stats, Status};
-use ipc::{Acquire, kind};
+use ipc::{Acquire, RemoteRequest, kind};
 use runtime_dir::RuntimeDir;
 use session::Session;
 
@@ -259,6 +259,18 @@ async fn serve_wrapper(stream: UnixStream, shared: &Shared) -> anyhow::Result<()
                 };
                 match outcome {
                     Ok(response) => Frame::new(kind::RESULT, 0, response),
+                    Err(why) => Frame::new(kind::FAILED, 0, why.into_bytes()),
+                }
+            }
+            kind::REMOTE_JOB => {
+                let remote = RemoteRequest::decode(&request.payload)?;
+                let mut probe = [0u8; 1];
+                let outcome = tokio::select! {
+                    outcome = session.run_remote(remote) => outcome,
+                    _ = reader.read(&mut probe) => return Ok(()),
+                };
+                match outcome {
+                    Ok(reply) => Frame::new(kind::REMOTE_REPLY, 0, reply.encode()),
                     Err(why) => Frame::new(kind::FAILED, 0, why.into_bytes()),
                 }
             }

@@ -2,14 +2,18 @@
 //! runs. The daemon drives a `Session` per wrapper connection; with `SSHCC_NO_DAEMON=1`
 //! the wrapper drives one itself, in-process.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::ipc::{Acquire, Assigned, Placement};
+use super::ipc::{Acquire, Assigned, Placement, RemoteReply, RemoteRequest};
+use crate::dispatch::remote::{self, JobFailure};
 use crate::dispatch::tracker::LocalReason;
 use crate::dispatch::{Assignment, Dispatcher, LocalSlot, RemoteSlot, Route, ToolchainCheck};
 use crate::hosts;
+use crate::inputs::{JobSpec, Prepared};
 use crate::mux::client::{JobEvent, Observer};
+use crate::protocol::mux::remote::RemoteCompile;
 use crate::status::Phase;
 use crate::toolchain::Policy;
 
@@ -107,6 +111,7 @@ impl Session {
                 let assigned = Assigned::Remote {
                     host: slot.host().to_string(),
                     flavour: slot.flavour(),
+                    no_remote_preprocessing: slot.no_remote_preprocessing(),
                 };
                 tracker.phase(job, Phase::Preprocess, Some(slot.host()));
                 self.held = Some(Held::Remote(slot));
@@ -131,17 +136,7 @@ impl Session {
         let Some(Held::Remote(slot)) = &self.held else {
             return Err("no remote slot is held for this job".to_string());
         };
-        let observer = self.job.map(|job| {
-            let dispatcher = self.dispatcher.clone();
-            dispatcher.tracker().phase(job, Phase::Send, None);
-            Arc::new(move |event| {
-                let phase = match event {
-                    JobEvent::Sent => Phase::Compile,
-                    JobEvent::Answering => Phase::Receive,
-                };
-                dispatcher.tracker().advance(job, phase);
-            }) as Observer
-        });
+        let observer = self.observer();
         let started = Instant::now();
         match slot.run(job_payload, self.io_timeout, observer).await {
             Ok(response) => {
@@ -164,6 +159,99 @@ impl Session {
                 Err(why)
             }
         }
+    }
+
+    /// Runs a remote-preprocessed job on the held remote slot: finds its inputs, sends
+    /// the box what it lacks, runs it there and checks that what the compile read is
+    /// what was sent. [`RemoteReply::Local`] says why the job must be preprocessed here
+    /// instead (the slot stays held for that); `Err` means the host failed (it is
+    /// backed off and the slot released).
+    pub async fn run_remote(&mut self, request: RemoteRequest) -> Result<RemoteReply, String> {
+        let Some(Held::Remote(slot)) = &self.held else {
+            return Err("no remote slot is held for this job".to_string());
+        };
+        if let Some(why) = slot.no_remote_preprocessing() {
+            return Ok(RemoteReply::Local(why));
+        }
+        let spec = JobSpec {
+            compiler: request.local_compiler.into(),
+            args: request.job.args.clone(),
+            cwd: request.job.cwd.clone().into(),
+            pwd: request.job.pwd.clone().map(Into::into),
+            env: request.env,
+        };
+        let dispatcher = self.dispatcher.clone();
+        let prepared = tokio::task::spawn_blocking(move || dispatcher.inputs().prepare(&spec))
+            .await
+            .map_err(|err| format!("finding the job's inputs failed: {err}"))?;
+        let inputs = match prepared {
+            Prepared::Remote(inputs) => inputs,
+            Prepared::Local { why } => return Ok(RemoteReply::Local(why)),
+        };
+        let (job, blobs) = match remote::assemble(request.job, &inputs) {
+            Ok(assembled) => assembled,
+            Err(why) => return Ok(RemoteReply::Local(why)),
+        };
+        let observer = self.observer();
+        let started = Instant::now();
+        match slot
+            .run_remote(&job, &blobs, self.io_timeout, observer)
+            .await
+        {
+            Ok(compile) => {
+                if let Some(id) = self.job {
+                    let tracker = self.dispatcher.tracker();
+                    tracker.advance(id, Phase::Receive);
+                    tracker.answered(id, slot.host(), started.elapsed());
+                }
+                if compile.status != 0 {
+                    return Ok(RemoteReply::Compiled(compile));
+                }
+                let deps: Vec<PathBuf> = compile.deps.iter().map(PathBuf::from).collect();
+                let dispatcher = self.dispatcher.clone();
+                let verified = tokio::task::spawn_blocking(move || {
+                    dispatcher.inputs().verify_after(&inputs, &deps)
+                })
+                .await
+                .map_err(|err| format!("checking the job's inputs failed: {err}"))?;
+                Ok(match verified {
+                    Ok(()) => RemoteReply::Compiled(compile),
+                    Err(why) => RemoteReply::Local(why),
+                })
+            }
+            Err(JobFailure::Changed(why) | JobFailure::StoreTooSmall(why)) => {
+                Ok(RemoteReply::Local(why))
+            }
+            // As a refusal of a preprocessed job is answered: distcc's code and why.
+            Err(JobFailure::Refused { code, reason }) => Ok(RemoteReply::Compiled(RemoteCompile {
+                status: u32::from(code) << 8,
+                stderr: format!("{reason}\n").into_bytes(),
+                ..RemoteCompile::default()
+            })),
+            Err(JobFailure::Box(why)) => {
+                slot.mark_failed(self.backoff, &why);
+                self.held = None;
+                if let Some(id) = self.job {
+                    self.dispatcher.tracker().requeue(id);
+                }
+                Err(why)
+            }
+        }
+    }
+
+    /// Follows a job on the link for `sshcc status`: sent, compiling, answering.
+    fn observer(&self) -> Option<Observer> {
+        self.job.map(|job| {
+            let dispatcher = self.dispatcher.clone();
+            dispatcher.tracker().phase(job, Phase::Send, None);
+            Arc::new(move |event| {
+                let phase = match event {
+                    JobEvent::Sent => Phase::Compile,
+                    JobEvent::Answering => Phase::Receive,
+                };
+                dispatcher.tracker().advance(job, phase);
+            }) as Observer
+        })
     }
 
     /// The wrapper compiles the job here now, for `reason`; a remote slot is released

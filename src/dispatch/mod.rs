@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::hosts::{HostKind, HostSpec};
+use crate::inputs::InputCache;
 use crate::mux::client::Observer;
 use crate::protocol::mux::remote::{RemoteCompile, RemoteJob};
 use crate::ssh::config::{self, ClientOptions};
@@ -241,11 +242,28 @@ pub struct Dispatcher {
     /// Jobs in flight and counts for `sshcc status` and `sshcc stats`.
     tracker: Tracker,
     next_seq: AtomicU64,
+    /// What remote-preprocessed jobs read, found and hashed for the daemon's life.
+    inputs: Inputs,
+}
+
+/// The input discovery's caches, shared by every job.
+#[derive(Default)]
+struct Inputs(InputCache);
+
+impl std::fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputCache")
+    }
 }
 
 impl Dispatcher {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// The daemon's input discovery for remote-preprocessed jobs.
+    pub fn inputs(&self) -> &InputCache {
+        &self.inputs.0
     }
 
     pub fn tracker(&self) -> &Tracker {
@@ -287,6 +305,7 @@ impl Dispatcher {
         let backoff = (*host.backoff_until.lock().expect("backoff lock"))
             .and_then(|until| until.checked_duration_since(Instant::now()));
         let last_error = host.last_failure.lock().expect("failure lock").clone();
+        let store = &host.known_blobs.counts;
         HostStatus {
             host: host.spec.text.clone(),
             kind: match host.spec.kind {
@@ -300,11 +319,26 @@ impl Dispatcher {
             jobs_failed: host.failed.load(Ordering::Relaxed),
             backoff_remaining_ms: backoff.map(|left| left.as_millis().max(1) as u64),
             last_error: (!last_error.is_empty()).then_some(last_error),
-            connected: link.is_some_and(|link| link.is_connected()),
+            connected: link.as_ref().is_some_and(|link| link.is_connected()),
             rtt_ms: host.meter.rtt().map(|(rtt, _)| rtt.as_secs_f64() * 1000.0),
             bytes_sent: traffic.wire_sent,
             bytes_received: traffic.wire_received,
             compression_ratio: traffic.compression_ratio(),
+            preprocessing: link.as_ref().map(|link| {
+                match link.no_remote_preprocessing() {
+                    None => "remote",
+                    Some(_) => "local",
+                }
+                .to_string()
+            }),
+            preprocessing_note: link
+                .as_ref()
+                .and_then(|link| link.no_remote_preprocessing()),
+            remote_jobs: store.jobs.load(Ordering::Relaxed),
+            blobs_looked_up: store.looked_up.load(Ordering::Relaxed),
+            blobs_missing: store.missing.load(Ordering::Relaxed),
+            blobs_sent: store.sent.load(Ordering::Relaxed),
+            blob_bytes_sent: store.bytes_sent.load(Ordering::Relaxed),
         }
     }
 

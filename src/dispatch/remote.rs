@@ -9,12 +9,15 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::digest::Digest;
+use crate::inputs::{InputEntry, JobInputs};
 use crate::mux::client::{MuxClient, MuxError, Observer};
 use crate::protocol::mux::remote::{
     BLOB_FRAME_BUDGET, MAX_BLOBS_PER_FRAME, RemoteAnswer, RemoteCompile, RemoteJob,
 };
+use crate::tree::{Entry, InputTree, Timestamp};
 
 /// How many times a job is sent again after the box reported blobs missing (evicted
 /// between the upload and the job, by another daemon filling the same store).
@@ -56,13 +59,27 @@ impl JobBlobs {
 }
 
 /// The blobs a daemon knows a box's store holds (it sent them, or the box said it had
-/// them). Eviction on the box can make this wrong; the box then answers `Missing`.
+/// them), and what asking and sending cost. Eviction on the box can make the set
+/// wrong; the box then answers `Missing`.
 #[derive(Debug, Default)]
-pub struct KnownBlobs(Mutex<HashSet<Digest>>);
+pub struct KnownBlobs {
+    known: Mutex<HashSet<Digest>>,
+    pub counts: StoreCounts,
+}
+
+/// What a host's store was asked and sent, for `sshcc status`.
+#[derive(Debug, Default)]
+pub struct StoreCounts {
+    pub jobs: AtomicU64,
+    pub looked_up: AtomicU64,
+    pub missing: AtomicU64,
+    pub sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+}
 
 impl KnownBlobs {
     fn unknown<'a>(&self, digests: impl Iterator<Item = &'a Digest>) -> Vec<Digest> {
-        let known = self.0.lock().expect("known blobs lock");
+        let known = self.known.lock().expect("known blobs lock");
         let mut unknown: Vec<Digest> = digests.filter(|d| !known.contains(d)).copied().collect();
         unknown.sort_unstable();
         unknown.dedup();
@@ -70,11 +87,11 @@ impl KnownBlobs {
     }
 
     fn learn(&self, digests: impl IntoIterator<Item = Digest>) {
-        self.0.lock().expect("known blobs lock").extend(digests);
+        self.known.lock().expect("known blobs lock").extend(digests);
     }
 
     fn forget(&self, digests: &[Digest]) {
-        let mut known = self.0.lock().expect("known blobs lock");
+        let mut known = self.known.lock().expect("known blobs lock");
         for digest in digests {
             known.remove(digest);
         }
@@ -91,6 +108,10 @@ pub enum JobFailure {
     /// here, where the current files are.
     #[error("{0}")]
     Changed(String),
+    /// The box's store cannot keep the job's inputs long enough (it is smaller than
+    /// what the jobs running at once need): preprocess here, where nothing is stored.
+    #[error("{0}")]
+    StoreTooSmall(String),
     /// The box refused the job (distcc's exit code and the reason).
     #[error("{reason}")]
     Refused { code: u8, reason: String },
@@ -113,13 +134,23 @@ pub async fn run(
     let unknown = known.unknown(blobs.all());
     if !unknown.is_empty() {
         let missing = client.find_missing(&unknown).await?;
-        upload(client, blobs, &missing).await?;
+        let counts = &known.counts;
+        counts
+            .looked_up
+            .fetch_add(unknown.len() as u64, Ordering::Relaxed);
+        counts
+            .missing
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        upload(client, blobs, &missing, counts).await?;
         known.learn(unknown);
     }
     let mut retries = 0;
     loop {
         match client.run_remote(job, observer.clone()).await? {
-            RemoteAnswer::Compiled(compile) => return Ok(compile),
+            RemoteAnswer::Compiled(compile) => {
+                known.counts.jobs.fetch_add(1, Ordering::Relaxed);
+                return Ok(compile);
+            }
             RemoteAnswer::Refused { code, reason } => {
                 return Err(JobFailure::Refused { code, reason });
             }
@@ -130,12 +161,13 @@ pub async fn run(
                 );
                 retries += 1;
                 known.forget(&missing);
-                upload(client, blobs, &missing).await?;
+                upload(client, blobs, &missing, &known.counts).await?;
                 known.learn(missing);
             }
             RemoteAnswer::Missing(missing) => {
-                return Err(JobFailure::Box(format!(
-                    "the box still lacks {} blobs after {MISSING_RETRIES} uploads (is its store too small?)",
+                return Err(JobFailure::StoreTooSmall(format!(
+                    "the box's content store lost {} of the job's blobs again after {MISSING_RETRIES} \
+                     uploads: it is too small for the jobs running at once (--cache-size)",
                     missing.len()
                 )));
             }
@@ -149,6 +181,7 @@ async fn upload(
     client: &MuxClient,
     blobs: &JobBlobs,
     missing: &[Digest],
+    counts: &StoreCounts,
 ) -> Result<(), JobFailure> {
     let mut batch: Vec<(Digest, Vec<u8>)> = Vec::new();
     let mut batch_bytes = 0;
@@ -163,6 +196,10 @@ async fn upload(
             batch_bytes = 0;
         }
         batch_bytes += content.len();
+        counts.sent.fetch_add(1, Ordering::Relaxed);
+        counts
+            .bytes_sent
+            .fetch_add(content.len() as u64, Ordering::Relaxed);
         batch.push((*digest, content));
     }
     if !batch.is_empty() {
@@ -176,4 +213,47 @@ async fn send(client: &MuxClient, batch: &[(Digest, Vec<u8>)]) -> Result<(), Job
         .put_blobs(batch)
         .await?
         .map_err(|why| JobFailure::Box(format!("the box refused a blob: {why}")))
+}
+
+/// The job for the box and the blobs of its input tree, from what the daemon found;
+/// `Err` (why) when the inputs cannot form a tree, so the job is preprocessed here.
+pub fn assemble(mut job: RemoteJob, inputs: &JobInputs) -> Result<(RemoteJob, JobBlobs), String> {
+    let entries = inputs.entries.iter().map(|(path, entry)| {
+        let entry = match entry {
+            InputEntry::File {
+                digest,
+                executable,
+                mtime,
+            } => Entry::File {
+                digest: *digest,
+                executable: *executable,
+                mtime: Timestamp {
+                    seconds: mtime.seconds,
+                    nanos: mtime.nanos as i32,
+                },
+            },
+            InputEntry::Symlink { target } => Entry::Symlink {
+                target: target.to_string_lossy().into_owned(),
+            },
+            InputEntry::Directory => Entry::Directory,
+        };
+        (path, entry)
+    });
+    let tree = InputTree::build(entries).map_err(|err| format!("no input tree: {err}"))?;
+    job.root = tree.root();
+    let mut args = inputs.leading_args.clone();
+    args.append(&mut job.args);
+    args.extend(inputs.extra_args.iter().cloned());
+    job.args = args;
+    let blobs = JobBlobs {
+        memory: tree
+            .directories()
+            .map(|(digest, blob)| (*digest, blob.to_vec()))
+            .collect(),
+        files: inputs
+            .files()
+            .map(|(path, digest)| (*digest, path.to_path_buf()))
+            .collect(),
+    };
+    Ok((job, blobs))
 }

@@ -10,8 +10,10 @@ use tokio::task::JoinSet;
 
 use crate::exit_code::ExitCode;
 use crate::protocol::mux::frame::{self, Compression, Frame};
+use crate::protocol::mux::remote::{RemoteAnswer, RemoteJob};
 use crate::protocol::mux::{Hello, kind, remote};
 use crate::protocol::{self, Response, Version};
+use crate::server::remote_job;
 use crate::server::store::Store;
 use crate::server::{allowlist::Allowlist, job, settings::BoxSettings};
 
@@ -81,6 +83,26 @@ where
                     let _ = results
                         .send(Frame::new(kind::IDENTITY, frame.job, payload))
                         .await;
+                });
+            }
+            kind::REMOTE_JOB => {
+                while jobs.try_join_next().is_some() {}
+                cancels.retain(|_, cancel| !cancel.is_closed());
+                let (cancel, cancelled) = oneshot::channel();
+                cancels.insert(frame.job, cancel);
+                let results = results.clone();
+                let settings = Arc::clone(&settings);
+                let store = store.clone();
+                jobs.spawn(async move {
+                    let cancelled = async {
+                        let _ = cancelled.await;
+                    };
+                    let answer = run_remote_job(&frame.payload, store, &settings, cancelled).await;
+                    if let Some(answer) = answer {
+                        let _ = results
+                            .send(Frame::new(kind::REMOTE_RESULT, frame.job, answer.encode()))
+                            .await;
+                    }
                 });
             }
             kind::FIND_MISSING | kind::PUT_BLOBS => {
@@ -163,6 +185,44 @@ fn store_request(frame: &Frame, store: Result<Arc<Store>, String>) -> Frame {
         }
     }
     answer(kind::STORED, Vec::new())
+}
+
+/// Runs one remote-preprocessed job; `None` when it was cancelled.
+async fn run_remote_job(
+    payload: &[u8],
+    store: Result<Arc<Store>, String>,
+    settings: &BoxSettings,
+    cancelled: impl Future<Output = ()>,
+) -> Option<RemoteAnswer> {
+    let refused = |code: ExitCode, why: String| {
+        Some(RemoteAnswer::Refused {
+            code: code as u8,
+            reason: format!("sshcc on {}: {why}", job::hostname()),
+        })
+    };
+    let store = match store {
+        Ok(store) => store,
+        Err(why) => return refused(ExitCode::IoError, why),
+    };
+    let remote_job = match RemoteJob::decode(payload) {
+        Ok(remote_job) => remote_job,
+        Err(err) => {
+            tracing::error!("bad remote job: {err}");
+            return refused(ExitCode::ProtocolError, format!("bad request: {err}"));
+        }
+    };
+    match remote_job::run(
+        &remote_job,
+        store,
+        Allowlist::from_env(),
+        settings,
+        cancelled,
+    )
+    .await
+    {
+        Ok(compile) => Some(RemoteAnswer::Compiled(compile)),
+        Err(err) => err.into_answer(),
+    }
 }
 
 /// Runs one job; `None` when it was cancelled.

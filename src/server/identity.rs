@@ -29,6 +29,22 @@ pub struct BoxInfo {
     /// from boxes older than them).
     #[serde(default)]
     pub counters: Option<super::counters::BoxCounters>,
+    /// This account's content store for remote preprocessing (absent from boxes
+    /// older than it).
+    #[serde(default)]
+    pub store: Option<StoreInfo>,
+}
+
+/// The content store as `sshcc --box-info` reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreInfo {
+    /// Where it is; `None` with `error` when it cannot be used (the box then
+    /// preprocesses nothing).
+    pub root: Option<String>,
+    pub error: Option<String>,
+    /// Its bound and what it holds now (an estimate every process keeps up to date).
+    pub max_bytes: u64,
+    pub bytes: u64,
 }
 
 /// [`BoxSettings`] as a box reports them.
@@ -42,6 +58,29 @@ pub struct LimitsInfo {
     pub max_input: u64,
     /// How compiles are confined, in words.
     pub sandbox: String,
+}
+
+fn store_info(settings: &BoxSettings) -> StoreInfo {
+    let opened = super::store::Store::default_root()
+        .ok_or_else(|| "no home or XDG_CACHE_HOME for the content store".to_string())
+        .and_then(|root| {
+            super::store::Store::open(&root, settings.cache_size)
+                .map_err(|err| format!("cannot open {}: {err:#}", root.display()))
+        });
+    match opened {
+        Ok(store) => StoreInfo {
+            root: Some(store.root().display().to_string()),
+            error: None,
+            max_bytes: store.max_bytes(),
+            bytes: store.stats().estimated_bytes,
+        },
+        Err(error) => StoreInfo {
+            root: None,
+            error: Some(error),
+            max_bytes: settings.cache_size,
+            bytes: 0,
+        },
+    }
 }
 
 /// One allowlist entry and what it is.
@@ -97,6 +136,7 @@ pub fn box_info(settings: &BoxSettings) -> BoxInfo {
     };
     let slots = settings.slots();
     BoxInfo {
+        store: Some(store_info(settings)),
         counters: Some(super::counters::read(&slots)),
         sshcc_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: crate::protocol::mux::PROTOCOL_VERSION,

@@ -4,7 +4,7 @@
 
 use crate::client_settings::ClientSettings;
 use crate::daemon::client::DaemonClient;
-use crate::daemon::ipc::{Acquire, Assigned};
+use crate::daemon::ipc::{Acquire, Assigned, RemoteReply, RemoteRequest};
 use crate::daemon::runtime_dir::RuntimeDir;
 use crate::daemon::session::Session;
 use crate::daemon::stats_file;
@@ -93,6 +93,17 @@ impl Broker {
                 .await?))
             }
         }
+    }
+
+    /// Runs a remote-preprocessed job on the held slot; `Err(why)` when the host failed.
+    pub(super) async fn run_remote(
+        &mut self,
+        request: &RemoteRequest,
+    ) -> anyhow::Result<Result<RemoteReply, String>> {
+        Ok(match self {
+            Broker::Daemon(client) => client.run_remote(request).await?,
+            Broker::InProcess(session) => session.run_remote(request.clone()).await,
+        })
     }
 
     /// The box would not (or could not) run the job, saying `why`: avoid it for a while.

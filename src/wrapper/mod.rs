@@ -10,6 +10,7 @@ mod broker;
 pub mod invocation;
 mod output;
 pub mod preprocess;
+mod remote;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -17,16 +18,17 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::client_settings::{self, ClientSettings};
+use crate::client_settings::{self, ClientSettings, Preprocess};
 use crate::compiler::args::{self, Distributable};
 use crate::config::Config;
-use crate::daemon::ipc::{Acquire, Assigned};
+use crate::daemon::ipc::{Acquire, Assigned, RemoteReply};
 use crate::daemon::stats_file;
 use crate::dispatch::link::Flavour;
 use crate::dispatch::tracker::LocalReason;
 use crate::exit_code::ExitCode;
 use crate::hosts;
-use crate::protocol::{JobContext, Request, Version};
+use crate::protocol::mux::remote::RemoteCompile;
+use crate::protocol::{JobContext, Request, Response, Version};
 use crate::status::Stats;
 use crate::toolchain::{self, Policy};
 use broker::Broker;
@@ -264,10 +266,22 @@ async fn place_and_run(
     let input = invocation.argv[scan.input].as_str();
     // Made once per preprocessing mode: a retry on a box of the same kind reuses it.
     let mut prepared: Option<(Mode, Request)> = None;
+    // Dropped once the daemon says this job must be preprocessed here.
+    let mut remote_request = None;
+    if settings.preprocess.remote() {
+        match remote::request(invocation, scan, remote_compiler) {
+            Ok(request) => remote_request = Some(request),
+            Err(why) => preprocessed_here(settings, input, &why),
+        }
+    }
     let mut daemon_replaced = 0;
     loop {
-        let (host, flavour) = match broker.acquire(&acquire).await {
-            Ok(Assigned::Remote { host, flavour }) => (host, flavour),
+        let (host, flavour, no_remote_preprocessing) = match broker.acquire(&acquire).await {
+            Ok(Assigned::Remote {
+                host,
+                flavour,
+                no_remote_preprocessing,
+            }) => (host, flavour, no_remote_preprocessing),
             Ok(Assigned::Local { .. }) => {
                 tracing::info!("{input} → localhost");
                 return compile_locally(invocation);
@@ -293,49 +307,48 @@ async fn place_and_run(
                 .await;
             }
         };
-        let mode = match flavour {
-            Flavour::Sshcc if settings.classic_preprocessing => Mode::Classic,
-            Flavour::Sshcc => Mode::for_sshcc_box(&invocation.argv[0]),
-            Flavour::Distccd => Mode::Classic,
-        };
-        if prepared
-            .as_ref()
-            .is_none_or(|(made_for, _)| *made_for != mode)
-        {
-            match preprocessed_source(invocation, scan, mode) {
-                Some(source) => {
-                    let argv = remote_command(invocation, remote_compiler, mode);
-                    prepared = Some((
-                        mode,
-                        Request {
-                            version: Version::V1,
-                            argv,
-                            source,
-                        },
-                    ));
-                }
-                // The local compile reports whatever made preprocessing fail, once.
-                None => {
-                    broker.local(LocalReason::Retry).await;
-                    return compile_locally(invocation);
-                }
-            }
+        if let (Some(why), Some(_)) = (&no_remote_preprocessing, &remote_request) {
+            preprocessed_here(settings, input, &format!("{host} cannot ({why})"));
         }
-        let Some((_, request)) = &prepared else {
-            unreachable!("prepared just above");
-        };
-        // An sshcc box also gets the locale and the project's sources, so its messages
-        // read exactly like a local compile's.
-        let context = match flavour {
-            Flavour::Sshcc => JobContext {
-                files: preprocess::side_files(&request.source),
-                ..JobContext::with_local_locale()
-            },
-            Flavour::Distccd => JobContext::default(),
-        };
         let started = Instant::now();
-        let response = match broker.run(request, &context).await {
-            Ok(Ok(response)) => response,
+        let answered = match remote_request
+            .as_ref()
+            .filter(|_| no_remote_preprocessing.is_none())
+        {
+            Some(request) => match broker.run_remote(request).await {
+                Ok(Ok(RemoteReply::Compiled(compile))) => Ok(Ok(Answer::Remote(compile))),
+                Ok(Ok(RemoteReply::Local(why))) => {
+                    preprocessed_here(settings, input, &why);
+                    remote_request = None;
+                    preprocess_and_run(
+                        broker,
+                        &mut prepared,
+                        invocation,
+                        scan,
+                        flavour,
+                        settings,
+                        remote_compiler,
+                    )
+                    .await
+                }
+                Ok(Err(why)) => Ok(Err(why)),
+                Err(err) => Err(err),
+            },
+            None => {
+                preprocess_and_run(
+                    broker,
+                    &mut prepared,
+                    invocation,
+                    scan,
+                    flavour,
+                    settings,
+                    remote_compiler,
+                )
+                .await
+            }
+        };
+        let answer = match answered {
+            Ok(Ok(answer)) => answer,
             Ok(Err(why)) => {
                 tracing::warn!("{why}; {input} will be retried elsewhere");
                 acquire.excluded.push(host);
@@ -359,16 +372,28 @@ async fn place_and_run(
                 .await;
             }
         };
+        let answer = match answer {
+            Answer::PreprocessingFailed => {
+                // The local compile reports whatever made preprocessing fail, once.
+                broker.local(LocalReason::Retry).await;
+                return compile_locally(invocation);
+            }
+            answer => answer,
+        };
         let elapsed = started.elapsed();
-        match classify(response.status) {
+        match classify(answer.status()) {
             Outcome::Success => {
-                tracing::info!("{input} → {host} ({} ms)", elapsed.as_millis());
-                return deliver(&response, scan);
+                let there = match answer {
+                    Answer::Remote(_) => ", preprocessed there",
+                    _ => "",
+                };
+                tracing::info!("{input} → {host} ({} ms{there})", elapsed.as_millis());
+                return answer.deliver(scan);
             }
             Outcome::Refused(code) => {
-                let reason = String::from_utf8_lossy(&response.stderr).trim().to_string();
+                let reason = String::from_utf8_lossy(answer.stderr()).trim().to_string();
                 if settings.skip_local_retry || !settings.fallback {
-                    report(&response);
+                    answer.report();
                     return code;
                 }
                 tracing::warn!("{reason}");
@@ -381,7 +406,7 @@ async fn place_and_run(
             }
             Outcome::CompileError(code) => {
                 if settings.skip_local_retry || !settings.fallback {
-                    report(&response);
+                    answer.report();
                     return code;
                 }
                 // As distcc: the local run shows the compiler's message (once).
@@ -402,6 +427,112 @@ async fn place_and_run(
             }
         }
     }
+}
+
+/// Says why `input` is preprocessed here although remote preprocessing was wanted: a
+/// warning when the user asked for it (`SSHCC_PREPROCESS=remote`), else a debug note.
+fn preprocessed_here(settings: &ClientSettings, input: &str, why: &str) {
+    if settings.preprocess == Preprocess::Remote {
+        tracing::warn!("{input} is preprocessed here: {why}");
+    } else {
+        tracing::debug!("{input} is preprocessed here: {why}");
+    }
+}
+
+/// A box's answer to a job, however it was sent.
+enum Answer {
+    /// To preprocessed source.
+    Preprocessed(Response),
+    /// To a remote-preprocessed job.
+    Remote(RemoteCompile),
+    /// Nothing was sent: the local preprocessor failed.
+    PreprocessingFailed,
+}
+
+impl Answer {
+    fn status(&self) -> u32 {
+        match self {
+            Answer::Preprocessed(response) => response.status,
+            Answer::Remote(compile) => compile.status,
+            Answer::PreprocessingFailed => 1 << 8,
+        }
+    }
+
+    fn stderr(&self) -> &[u8] {
+        match self {
+            Answer::Preprocessed(response) => &response.stderr,
+            Answer::Remote(compile) => &compile.stderr,
+            Answer::PreprocessingFailed => &[],
+        }
+    }
+
+    /// Prints what the compiler printed on the box.
+    fn report(&self) {
+        match self {
+            Answer::Preprocessed(response) => report(response),
+            Answer::Remote(compile) => remote::report(compile),
+            Answer::PreprocessingFailed => {}
+        }
+    }
+
+    /// Prints what the compiler printed and writes its outputs; the exit status.
+    fn deliver(&self, scan: &Distributable) -> u8 {
+        match self {
+            Answer::Preprocessed(response) => deliver(response, scan),
+            Answer::Remote(compile) => remote::deliver(compile),
+            Answer::PreprocessingFailed => 1,
+        }
+    }
+}
+
+/// Preprocesses here for a box of `flavour` (once per mode) and runs the job there.
+async fn preprocess_and_run(
+    broker: &mut Broker,
+    prepared: &mut Option<(Mode, Request)>,
+    invocation: &Invocation,
+    scan: &Distributable,
+    flavour: Flavour,
+    settings: &ClientSettings,
+    remote_compiler: &str,
+) -> anyhow::Result<Result<Answer, String>> {
+    let mode = match flavour {
+        Flavour::Sshcc if settings.preprocess == Preprocess::Classic => Mode::Classic,
+        Flavour::Sshcc => Mode::for_sshcc_box(&invocation.argv[0]),
+        Flavour::Distccd => Mode::Classic,
+    };
+    if prepared
+        .as_ref()
+        .is_none_or(|(made_for, _)| *made_for != mode)
+    {
+        let Some(source) = preprocessed_source(invocation, scan, mode) else {
+            return Ok(Ok(Answer::PreprocessingFailed));
+        };
+        let argv = remote_command(invocation, remote_compiler, mode);
+        *prepared = Some((
+            mode,
+            Request {
+                version: Version::V1,
+                argv,
+                source,
+            },
+        ));
+    }
+    let Some((_, request)) = prepared.as_ref() else {
+        unreachable!("prepared just above");
+    };
+    // An sshcc box also gets the locale and the project's sources, so its messages
+    // read exactly like a local compile's.
+    let context = match flavour {
+        Flavour::Sshcc => JobContext {
+            files: preprocess::side_files(&request.source),
+            ..JobContext::with_local_locale()
+        },
+        Flavour::Distccd => JobContext::default(),
+    };
+    Ok(broker
+        .run(request, &context)
+        .await?
+        .map(Answer::Preprocessed))
 }
 
 /// What a job's wait status means for the wrapper.

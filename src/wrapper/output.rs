@@ -27,7 +27,7 @@ pub(super) fn deliver(response: &Response, scan: &Distributable) -> u8 {
 
 /// Writes `data` to `path` through a temporary file in the same directory and a rename,
 /// so an interrupted build never leaves a truncated object that make would trust.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     // `-o /dev/null` and friends are written to, never replaced.
     if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
         return std::fs::write(path, data);

@@ -126,7 +126,7 @@ pub fn preprocessor_command(argv: &[String], scan: &Distributable, mode: Mode) -
 }
 
 /// gcc's default `.d` name for `-MD` with `-o OUTPUT`: OUTPUT with its suffix replaced.
-fn dependency_file(output: &str) -> String {
+pub(super) fn dependency_file(output: &str) -> String {
     let name_start = output.rfind('/').map_or(0, |slash| slash + 1);
     let stem_end = output[name_start..]
         .rfind('.')

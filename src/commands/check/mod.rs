@@ -283,6 +283,11 @@ async fn probe_ssh(
         allowlist_error: info.allowlist_error.clone(),
         limits: info.limits.clone(),
         counters: info.counters.clone(),
+        preprocessing: match &info.store {
+            Some(store) if info.protocol >= 3 && store.error.is_none() => "remote",
+            _ => "local",
+        },
+        store: info.store.clone(),
     });
     if let Some(why) = &info.allowlist_error {
         bail!("no usable allowlist, so the box runs nothing: {why}");

@@ -76,6 +76,25 @@ pub(super) fn render(report: &Report) -> String {
                 );
                 row("sandbox", limits.sandbox.clone());
             }
+            row(
+                "preprocessing",
+                match (&remote.store, remote.preprocessing) {
+                    (Some(store), "remote") => format!(
+                        "on the box; content store {} ({} of {})",
+                        store.root.as_deref().unwrap_or_default(),
+                        crate::server::store::format_size(store.bytes),
+                        crate::server::store::format_size(store.max_bytes)
+                    ),
+                    (Some(store), _) => format!(
+                        "here: {}",
+                        store
+                            .error
+                            .as_deref()
+                            .unwrap_or("the box has no content store")
+                    ),
+                    (None, _) => "here: the box's sshcc predates remote preprocessing".to_string(),
+                },
+            );
             if let Some(counters) = &remote.counters {
                 let totals = &counters.totals;
                 row(

@@ -75,6 +75,10 @@ pub struct RemoteSshcc {
     /// Jobs the box served for everyone, and compiles running now (absent from older
     /// boxes).
     pub counters: Option<crate::server::counters::BoxCounters>,
+    /// Where this box's jobs are preprocessed: `remote` (from its content store) or
+    /// `local`, and the store (absent from boxes older than remote preprocessing).
+    pub preprocessing: &'static str,
+    pub store: Option<crate::server::identity::StoreInfo>,
 }
 
 /// One allowlisted compiler, compared with its local counterpart: the compiler of the

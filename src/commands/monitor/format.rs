@@ -92,7 +92,13 @@ pub fn host_state(host: &HostStatus) -> String {
     match host.kind {
         HostKind::Local => "local".into(),
         HostKind::Tcp => "tcp".into(),
-        HostKind::Ssh if host.connected => "connected".into(),
+        HostKind::Ssh if host.connected => match host.preprocessing.as_deref() {
+            Some("remote") => match host.store_hit_rate() {
+                Some(rate) => format!("connected, pp there, store {rate}%"),
+                None => "connected, pp there".into(),
+            },
+            _ => "connected".into(),
+        },
         HostKind::Ssh => "idle".into(),
     }
 }
