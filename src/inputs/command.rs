@@ -163,6 +163,9 @@ pub fn read(compiler: &str, args: &[String]) -> Result<Command, String> {
         let width = if takes_next { 2 } else { 1 };
         index += width;
         let words = &argv[index - width..index];
+        if arg.starts_with('@') {
+            return Err(format!("response file {arg} is not read"));
+        }
         if !arg.starts_with('-') {
             // A linker input or similar: not for the preprocessor.
             continue;
@@ -406,6 +409,7 @@ mod tests {
             ("-include x.h.gch -c a.c", "precompiled"),
             ("--include=x.h -c a.c", "long option"),
             ("-E a.c", "-E"),
+            ("@opts -c a.c", "response file"),
         ] {
             let err = read("gcc", &words(line)).unwrap_err();
             assert!(err.contains(why), "{line}: {err}");

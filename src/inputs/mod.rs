@@ -166,6 +166,13 @@ pub struct InputCache {
     probes: Probes,
 }
 
+// One cache serves every job of the daemon, from any thread.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<InputCache>();
+    shared::<JobInputs>();
+};
+
 impl InputCache {
     pub fn new() -> Self {
         Self::default()

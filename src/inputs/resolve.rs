@@ -357,21 +357,26 @@ impl<'a> Resolver<'a> {
         if let Some(known) = self.finds.get(&key) {
             return Ok(known.clone());
         }
-        let mut dirs: Vec<(FoundIn, PathBuf)> = Vec::new();
-        let from = match &key.0 {
-            Start::Dir(dir) => {
-                dirs.push((FoundIn::Dir, dir.clone()));
-                0
-            }
-            Start::Chain(at) => *at,
+        let (mut next_dir, from) = match &key.0 {
+            Start::Dir(dir) => (Some((FoundIn::Dir, dir.clone())), 0),
+            Start::Chain(at) => (None, *at),
         };
-        for (at, dir) in self.chain.iter().enumerate().skip(from) {
-            if let Some(dir) = dir {
-                dirs.push((FoundIn::Chain(at), dir.clone()));
-            }
-        }
+        let mut chain_at = from;
         let mut found = None;
-        for (found_in, dir) in dirs {
+        loop {
+            let (found_in, dir) = match next_dir.take() {
+                Some(first) => first,
+                None => {
+                    let Some(entry) = self.chain.get(chain_at) else {
+                        break;
+                    };
+                    chain_at += 1;
+                    match entry {
+                        Some(dir) => (FoundIn::Chain(chain_at - 1), dir.clone()),
+                        None => continue,
+                    }
+                }
+            };
             let candidate = dir.join(name);
             // One stat rejects most candidates; only a hit is walked component by
             // component.
