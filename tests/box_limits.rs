@@ -182,11 +182,15 @@ fn a_request_over_the_size_limit_is_refused_with_the_reason() {
         .unwrap();
     let project = project_copy();
     let dir = project.path();
-    // geometry.c preprocessed is larger than 1 KiB.
+    // geometry.c with its headers (sent to the box, or preprocessed here) is larger
+    // than 1 KiB.
     let output = compile_via(build_box.ssh_config(), "box", dir, scratch.path());
     assert!(!output.status.success());
     let text = stderr(&output);
-    assert!(text.contains("bytes exceeds the limit of 1024"), "{text}");
+    assert!(
+        text.contains("exceed the limit of 1024 (--max-input)"),
+        "{text}"
+    );
     assert!(!dir.join("g.o").exists(), "a failed job left an object");
 
     // Stock distcc over `--inetd` gets an answer it can read, after the box took in

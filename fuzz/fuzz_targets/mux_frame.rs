@@ -1,16 +1,18 @@
 //! A byte stream of mux frames from a hostile peer (a box, a daemon, or a wrapper on
 //! the daemon's socket): frames are read until the stream ends or breaks, and every
-//! payload goes through every payload decoder. Nothing may panic or allocate beyond the
+//! payload goes through every payload decoder (remote preprocessing's too). Nothing may panic or allocate beyond the
 //! limits; frames and decoded messages must round-trip.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sshcc::daemon::ipc::{Acquire, Placement};
-use sshcc::protocol::mux::frame::{Compression, Frame, read_frame, write_frame};
-use sshcc::protocol::mux::Hello;
+use sshcc::daemon::ipc::{Acquire, Placement, RemoteReply, RemoteRequest};
 use sshcc::protocol::Version;
+use sshcc::protocol::mux::Hello;
+use sshcc::protocol::mux::frame::{Compression, Frame, read_frame, write_frame};
+use sshcc::protocol::mux::remote::{self, RemoteAnswer, RemoteJob};
 use sshcc::toolchain::Fingerprint;
+use sshcc::tree::Directory;
 
 fuzz_target!(|data: &[u8]| {
     sshcc_fuzz::block_on(async {
@@ -73,4 +75,50 @@ async fn check_payload(payload: &[u8]) {
     sshcc_fuzz::check_response(payload, Version::V1).await;
     // IDENTITY (box → daemon).
     let _ = serde_json::from_slice::<Result<Fingerprint, String>>(payload);
+    // Remote preprocessing: FIND_MISSING/MISSING, PUT_BLOBS, REMOTE_JOB and
+    // REMOTE_RESULT (daemon ↔ box), REMOTE_JOB/REMOTE_REPLY (wrapper ↔ daemon), and the
+    // tree's Directory blobs the box decodes.
+    if let Ok(digests) = remote::decode_digests(payload) {
+        assert_eq!(
+            remote::encode_digests(&digests),
+            payload,
+            "digest list round trip"
+        );
+    }
+    if let Ok(blobs) = remote::decode_blobs(payload) {
+        let again = remote::encode_blobs(blobs.iter().map(|(digest, content)| (digest, *content)));
+        assert_eq!(again, payload, "blob batch round trip");
+    }
+    if let Ok(job) = RemoteJob::decode(payload) {
+        assert_eq!(
+            RemoteJob::decode(&job.encode()),
+            Ok(job),
+            "remote job round trip"
+        );
+    }
+    if let Ok(answer) = RemoteAnswer::decode(payload) {
+        assert_eq!(
+            RemoteAnswer::decode(&answer.encode()),
+            Ok(answer),
+            "remote answer round trip"
+        );
+    }
+    if let Ok(request) = RemoteRequest::decode(payload) {
+        assert_eq!(
+            RemoteRequest::decode(&request.encode()),
+            Ok(request),
+            "remote request round trip"
+        );
+    }
+    if let Ok(reply) = RemoteReply::decode(payload) {
+        assert_eq!(
+            RemoteReply::decode(&reply.encode()),
+            Ok(reply),
+            "remote reply round trip"
+        );
+    }
+    if let Ok(directory) = Directory::decode(payload) {
+        // The decoder accepts only the canonical encoding.
+        assert_eq!(directory.encode(), payload, "directory round trip");
+    }
 }

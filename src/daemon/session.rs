@@ -228,7 +228,8 @@ impl Session {
                 stderr: format!("{reason}\n").into_bytes(),
                 ..RemoteCompile::default()
             })),
-            Err(JobFailure::Box(why)) => {
+            Err(failure @ (JobFailure::Box(_) | JobFailure::Link(_))) => {
+                let why = failure.to_string();
                 slot.mark_failed(self.backoff, &why);
                 self.held = None;
                 if let Some(id) = self.job {

@@ -16,7 +16,9 @@ use russh::ChannelMsg;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
+use super::remote::{self, JobBlobs, JobFailure, KnownBlobs};
 use crate::mux::client::{Counted, JobEvent, MuxClient, MuxError, Observer, Traffic};
+use crate::protocol::mux::remote::{RemoteCompile, RemoteJob};
 use crate::protocol::{self, Limits, Request, Response, Version};
 use crate::ssh::config::{ClientOptions, SshTarget};
 use crate::ssh::connection::SshConnection;
@@ -284,14 +286,6 @@ impl HostLink {
         Ok(identity)
     }
 
-    /// The mux client, when the box runs `sshcc --mux`.
-    pub fn mux_client(&self) -> Option<&MuxClient> {
-        match &self.transport {
-            Transport::Mux { client, .. } => Some(client),
-            _ => None,
-        }
-    }
-
     /// Why the box cannot take remote-preprocessed jobs, or `None` when it can.
     pub fn no_remote_preprocessing(&self) -> Option<String> {
         match &self.transport {
@@ -376,6 +370,37 @@ impl HostLink {
         }
     }
 
+    /// Runs a remote-preprocessed job (see [`remote::run`]), counted as in flight.
+    pub async fn run_remote(
+        &self,
+        job: &RemoteJob,
+        blobs: &JobBlobs,
+        known: &KnownBlobs,
+        observer: Option<Observer>,
+    ) -> Result<RemoteCompile, JobFailure> {
+        let Transport::Mux { client, .. } = &self.transport else {
+            return Err(JobFailure::Box(format!(
+                "{} does not run sshcc --mux",
+                self.label()
+            )));
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = remote::run(client, job, blobs, known, observer).await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        result.map_err(|failure| match failure {
+            JobFailure::Link(err) => JobFailure::Box(self.describe(err)),
+            other => other,
+        })
+    }
+
+    /// What went wrong on the link, naming the box.
+    fn describe(&self, err: MuxError) -> String {
+        match err {
+            MuxError::Lost => format!("lost the connection to {}", self.label()),
+            other => format!("{}: {other}", self.label()),
+        }
+    }
+
     /// Runs one job, given and answered in encoded form (see
     /// [`protocol::job::encode_job`]; the answer is a protocol-1 response). An sshcc box
     /// gets the bytes as they are; a stock distccd gets the plain request in protocol 2
@@ -403,10 +428,7 @@ impl HostLink {
             return client
                 .run_observed(job_payload, observer)
                 .await
-                .map_err(|err| match err {
-                    MuxError::Lost => LinkError(format!("lost the connection to {}", self.label())),
-                    other => LinkError(format!("{}: {other}", self.label())),
-                });
+                .map_err(|err| LinkError(self.describe(err)));
         }
         let (request, _context) = protocol::job::decode_job(&job_payload, &Limits::default())
             .await

@@ -178,13 +178,9 @@ impl RemoteSlot {
         io_timeout: Duration,
         observer: Option<Observer>,
     ) -> Result<RemoteCompile, JobFailure> {
-        let Some(client) = self.link.mux_client() else {
-            return Err(JobFailure::Box(format!(
-                "{} does not run sshcc --mux",
-                self.link.label()
-            )));
-        };
-        let running = remote::run(client, job, blobs, &self.host.known_blobs, observer);
+        let running = self
+            .link
+            .run_remote(job, blobs, &self.host.known_blobs, observer);
         match tokio::time::timeout(io_timeout, running).await {
             Ok(result) => {
                 if result.is_ok() {

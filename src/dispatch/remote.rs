@@ -12,12 +12,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::digest::Digest;
-use crate::inputs::{InputEntry, JobInputs};
+use crate::inputs::JobInputs;
 use crate::mux::client::{MuxClient, MuxError, Observer};
 use crate::protocol::mux::remote::{
     BLOB_FRAME_BUDGET, MAX_BLOBS_PER_FRAME, RemoteAnswer, RemoteCompile, RemoteJob,
 };
-use crate::tree::{Entry, InputTree, Timestamp};
 
 /// How many times a job is sent again after the box reported blobs missing (evicted
 /// between the upload and the job, by another daemon filling the same store).
@@ -101,6 +100,9 @@ impl KnownBlobs {
 /// Why a remote-preprocessed job has no compile result.
 #[derive(Debug, thiserror::Error)]
 pub enum JobFailure {
+    /// The link broke or the box's answer was unreadable.
+    #[error("{0}")]
+    Link(#[from] MuxError),
     /// The link failed or the box misbehaved: the host is at fault.
     #[error("{0}")]
     Box(String),
@@ -115,12 +117,6 @@ pub enum JobFailure {
     /// The box refused the job (distcc's exit code and the reason).
     #[error("{reason}")]
     Refused { code: u8, reason: String },
-}
-
-impl From<MuxError> for JobFailure {
-    fn from(err: MuxError) -> Self {
-        JobFailure::Box(err.to_string())
-    }
 }
 
 /// Uploads what the box lacks of `blobs`, then runs `job` (whose root is among them).
@@ -218,28 +214,9 @@ async fn send(client: &MuxClient, batch: &[(Digest, Vec<u8>)]) -> Result<(), Job
 /// The job for the box and the blobs of its input tree, from what the daemon found;
 /// `Err` (why) when the inputs cannot form a tree, so the job is preprocessed here.
 pub fn assemble(mut job: RemoteJob, inputs: &JobInputs) -> Result<(RemoteJob, JobBlobs), String> {
-    let entries = inputs.entries.iter().map(|(path, entry)| {
-        let entry = match entry {
-            InputEntry::File {
-                digest,
-                executable,
-                mtime,
-            } => Entry::File {
-                digest: *digest,
-                executable: *executable,
-                mtime: Timestamp {
-                    seconds: mtime.seconds,
-                    nanos: mtime.nanos as i32,
-                },
-            },
-            InputEntry::Symlink { target } => Entry::Symlink {
-                target: target.to_string_lossy().into_owned(),
-            },
-            InputEntry::Directory => Entry::Directory,
-        };
-        (path, entry)
-    });
-    let tree = InputTree::build(entries).map_err(|err| format!("no input tree: {err}"))?;
+    let tree = inputs
+        .input_tree()
+        .map_err(|err| format!("no input tree: {err}"))?;
     job.root = tree.root();
     let mut args = inputs.leading_args.clone();
     args.append(&mut job.args);

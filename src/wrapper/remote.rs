@@ -34,6 +34,11 @@ pub(super) fn request(
     scan: &Distributable,
     remote_compiler: &str,
 ) -> Result<RemoteRequest, String> {
+    if let Some(option) = invocation.argv.iter().find(|arg| arg.starts_with("-Wp,")) {
+        // The preprocessor's own options (`-Wp,-MD,file`) write files the box would
+        // have to name and send back; the local path handles them as it always has.
+        return Err(format!("{option} is an option for the preprocessor here"));
+    }
     if Path::new(&invocation.argv[scan.input]).is_absolute() && debug_info(&invocation.argv) {
         // The assembler's DWARF 3 line tables (arm-none-eabi's gas) would list the
         // source twice: once under the name gcc remapped, once under the path the box

@@ -92,10 +92,12 @@ pub fn host_state(host: &HostStatus) -> String {
     match host.kind {
         HostKind::Local => "local".into(),
         HostKind::Tcp => "tcp".into(),
+        // Connected, and the box preprocesses: how often its store already held what
+        // a job needed.
         HostKind::Ssh if host.connected => match host.preprocessing.as_deref() {
             Some("remote") => match host.store_hit_rate() {
-                Some(rate) => format!("connected, pp there, store {rate}%"),
-                None => "connected, pp there".into(),
+                Some(rate) => format!("pp there {rate}%"),
+                None => "pp there".into(),
             },
             _ => "connected".into(),
         },

@@ -217,10 +217,12 @@ async fn run_in(
         let (root_dir, cwd, outputs) = (root_dir.clone(), cwd.clone(), job.outputs.clone());
         let (specs, user_dep_file) = (command.specs.clone(), command.user_dep_file.clone());
         let tree_root = job.root;
+        let max_input = settings.max_input;
         tokio::task::spawn_blocking(move || {
+            let entries = walk_tree(&tree_root, max_input, &store)?;
             prepare(
                 root_dir,
-                &tree_root,
+                &entries,
                 &store,
                 &cwd,
                 &outputs,
@@ -229,9 +231,15 @@ async fn run_in(
             )
         })
     };
+    let mut preparing = preparing;
     let prepared = tokio::select! {
-        prepared = preparing => prepared.map_err(|err| RemoteJobError::Internal(err.to_string()))??,
-        () = &mut cancelled => return Err(RemoteJobError::Cancelled),
+        prepared = &mut preparing => prepared.map_err(|err| RemoteJobError::Internal(err.to_string()))??,
+        () = &mut cancelled => {
+            // The layout goes on in its thread; it must be done before the job
+            // directory is removed, or what it still writes would outlive the job.
+            let _ = preparing.await;
+            return Err(RemoteJobError::Cancelled);
+        }
     };
 
     let work_dir = root_dir.join(&cwd);
@@ -267,17 +275,14 @@ async fn run_in(
     Ok(compile)
 }
 
-/// Walks the tree `tree_root` and lays it out under `root` with the directories the
-/// compile needs (blocking I/O).
-fn prepare(
-    root: PathBuf,
+/// The entries of the tree `tree_root`, at most `max_input` bytes of files in all
+/// (`--max-input` bounds what one job may make the box lay out, as it bounds a
+/// preprocessed source; blocking I/O).
+fn walk_tree(
     tree_root: &Digest,
+    max_input: u64,
     store: &Store,
-    cwd: &Path,
-    outputs: &[String],
-    user_dep_file: Option<&str>,
-    specs: &[String],
-) -> Result<Prepared, RemoteJobError> {
+) -> Result<Vec<(PathBuf, WalkEntry)>, RemoteJobError> {
     // The store verifies what it hands out; a blob it lacks (or found corrupt) is one
     // the client sends again.
     let entries =
@@ -285,7 +290,32 @@ fn prepare(
             WalkError::Missing(digests) => RemoteJobError::Missing(digests),
             other => RemoteJobError::Refused(format!("the job's tree is unusable: {other}")),
         })?;
-    let entries: &[(PathBuf, WalkEntry)] = &entries;
+    let input_bytes: u64 = entries
+        .iter()
+        .map(|(_, entry)| match entry {
+            WalkEntry::File { digest, .. } => digest.size_bytes,
+            _ => 0,
+        })
+        .sum();
+    if input_bytes > max_input {
+        return Err(RemoteJobError::Refused(format!(
+            "the job's sources and headers, {input_bytes} bytes, exceed the limit of {max_input} (--max-input)"
+        )));
+    }
+    Ok(entries)
+}
+
+/// Lays the tree's `entries` out under `root` with the directories the compile needs
+/// (blocking I/O).
+fn prepare(
+    root: PathBuf,
+    entries: &[(PathBuf, WalkEntry)],
+    store: &Store,
+    cwd: &Path,
+    outputs: &[String],
+    user_dep_file: Option<&str>,
+    specs: &[String],
+) -> Result<Prepared, RemoteJobError> {
     // gcc looks a bare specs name up in its own directories, then under the sysroot,
     // then in the working directory: one the client sent could make it run anything.
     if let Some(name) = specs.iter().find(|name| {
