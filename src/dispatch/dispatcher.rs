@@ -1,0 +1,159 @@
+//! The [`Dispatcher`]: every host any wrapper has named, with the slots in use on each
+//! (taken least-loaded first, released with a wake-up for waiting jobs) and the backoff
+//! of hosts that failed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::host::HostState;
+use super::remote::KnownBlobs;
+use super::tracker::Tracker;
+use crate::hosts::HostSpec;
+use crate::inputs::InputCache;
+use crate::ssh::config::ClientOptions;
+use crate::toolchain::FingerprintCache;
+
+/// Slots, backoff and connections for every host any wrapper has named.
+#[derive(Debug, Default)]
+pub struct Dispatcher {
+    hosts: Mutex<HashMap<String, Arc<HostState>>>,
+    /// Woken whenever a slot is released.
+    pub(super) released: Notify,
+    /// Local compilers' fingerprints, kept in memory for the daemon's life (each lookup
+    /// still checks the files' size and mtime).
+    pub(super) local_toolchains: Arc<FingerprintCache>,
+    /// Notices already given, so each is given once per daemon life.
+    pub(super) told: Mutex<HashSet<String>>,
+    /// Jobs in flight and counts for `sshcc status` and `sshcc stats`.
+    pub(super) tracker: Tracker,
+    next_seq: AtomicU64,
+    /// What remote-preprocessed jobs read, found and hashed for the daemon's life.
+    inputs: Inputs,
+}
+
+/// The input discovery's caches, shared by every job.
+#[derive(Default)]
+struct Inputs(InputCache);
+
+impl std::fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputCache")
+    }
+}
+
+impl Dispatcher {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The daemon's input discovery for remote-preprocessed jobs.
+    pub fn inputs(&self) -> &InputCache {
+        &self.inputs.0
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Every host used so far, without holding the lock.
+    pub(super) fn host_states(&self) -> Vec<Arc<HostState>> {
+        self.hosts
+            .lock()
+            .expect("hosts lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn state(&self, spec: &HostSpec, ssh: &ClientOptions) -> Arc<HostState> {
+        // Different ssh settings may reach a different machine under the same name.
+        let key = format!("{}\u{0}{ssh:?}", spec.text);
+        self.hosts
+            .lock()
+            .expect("hosts lock")
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(HostState {
+                    key,
+                    seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+                    spec: spec.clone(),
+                    ssh: ssh.clone(),
+                    busy: Mutex::new(0),
+                    done: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
+                    meter: Arc::default(),
+                    current: Mutex::new(None),
+                    backoff_until: Mutex::new(None),
+                    last_failure: Mutex::new(String::new()),
+                    link: tokio::sync::Mutex::new(None),
+                    known_blobs: KnownBlobs::default(),
+                })
+            })
+            .clone()
+    }
+
+    pub(super) fn backed_off(&self, host: &HostState) -> bool {
+        let mut until = host.backoff_until.lock().expect("backoff lock");
+        match *until {
+            Some(deadline) if Instant::now() < deadline => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Takes a slot on the host with the lowest busy/limit ratio (earlier entries win
+    /// ties, as in distcc), or `None` when all are full.
+    pub(super) fn take_least_loaded(
+        &self,
+        candidates: &[Arc<HostState>],
+    ) -> Option<Arc<HostState>> {
+        let _guard = self.hosts.lock().expect("hosts lock");
+        let mut best: Option<(&Arc<HostState>, f64)> = None;
+        for host in candidates {
+            let busy = *host.busy.lock().expect("busy lock");
+            if busy >= host.spec.slots {
+                continue;
+            }
+            let load = f64::from(busy) / f64::from(host.spec.slots.max(1));
+            if best.is_none_or(|(_, best_load)| load < best_load) {
+                best = Some((host, load));
+            }
+        }
+        let (host, _) = best?;
+        *host.busy.lock().expect("busy lock") += 1;
+        Some(host.clone())
+    }
+
+    pub(super) fn release(&self, host: &HostState) {
+        {
+            let _guard = self.hosts.lock().expect("hosts lock");
+            let mut busy = host.busy.lock().expect("busy lock");
+            *busy = busy.saturating_sub(1);
+        }
+        self.released.notify_waiters();
+    }
+
+    pub(super) fn back_off(&self, host: &HostState, period: Duration, why: &str) {
+        host.failed.fetch_add(1, Ordering::Relaxed);
+        self.tracker.host_failed(&host.spec.text);
+        if !period.is_zero() {
+            *host.backoff_until.lock().expect("backoff lock") = Some(Instant::now() + period);
+        }
+        *host.last_failure.lock().expect("failure lock") = why.to_string();
+        // Drop a connection that failed so the next job after the backoff reconnects.
+        if let Ok(mut link) = host.link.try_lock()
+            && link.as_ref().is_some_and(|link| link.is_closed())
+        {
+            *link = None;
+            *host.current.lock().expect("current lock") = None;
+        }
+        tracing::debug!(host = %host.key, "backing off for {period:?}");
+    }
+}

@@ -1,0 +1,36 @@
+//! [`HostState`]: what the dispatcher keeps about one host entry, shared by every job
+//! that names it: its slots in use, counts, backoff, and its connection.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::link::{HostLink, LinkMeter};
+use super::remote::KnownBlobs;
+use crate::hosts::HostSpec;
+use crate::ssh::config::ClientOptions;
+
+/// Shared state of one host entry (keyed by its text and the ssh config in use).
+#[derive(Debug)]
+pub(super) struct HostState {
+    pub(super) key: String,
+    /// Order of first use, for `sshcc status`.
+    pub(super) seq: u64,
+    pub(super) spec: HostSpec,
+    pub(super) ssh: ClientOptions,
+    pub(super) busy: Mutex<u32>,
+    /// Jobs the host answered, and jobs it failed, since the daemon started.
+    pub(super) done: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) meter: Arc<LinkMeter>,
+    /// The connection jobs use now (a copy of `link` that status reads without waiting
+    /// for a connection attempt).
+    pub(super) current: Mutex<Option<Arc<HostLink>>>,
+    pub(super) backoff_until: Mutex<Option<Instant>>,
+    /// Why the host was last backed off, for the messages of jobs that cannot use it.
+    pub(super) last_failure: Mutex<String>,
+    /// Serialises connecting, so 64 concurrent first jobs open one connection.
+    pub(super) link: tokio::sync::Mutex<Option<Arc<HostLink>>>,
+    /// Blobs the box's content store holds, as far as this daemon knows.
+    pub(super) known_blobs: KnownBlobs,
+}
