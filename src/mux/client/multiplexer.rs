@@ -1,181 +1,22 @@
-//! The daemon side of a multiplexed link: many concurrent jobs over one stream to a box
-//! running `sshcc --mux`.
-//!
-//! A reader task routes each RESULT to the job waiting for it and keeps draining the
-//! stream (an undrained SSH channel would stall the whole connection); a writer task
-//! serialises outgoing frames. If the link breaks, every waiting job learns it at once.
-//!
-//! Both tasks count what passes ([`Traffic`]): bytes on the stream, and the same frames
-//! uncompressed, so `sshcc status` can show the volume and the compression ratio.
+//! The [`MuxClient`]: the handshake, then a reader task that routes each RESULT to the
+//! job waiting for it and never stops draining, and a writer task that serialises
+//! frames; requests by job id, cancelled when the waiting job gives up.
 
 use std::collections::HashMap;
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
+use super::events::{JobEvent, MuxError, Observer};
+use super::traffic::{Counted, Traffic};
 use crate::digest::Digest;
 use crate::protocol::mux::frame::{self, Compression, Frame};
 use crate::protocol::mux::remote::{self, RemoteAnswer, RemoteJob};
 use crate::protocol::mux::{Hello, kind};
 use crate::toolchain::Fingerprint;
-
-/// Why a job did not get an answer over the link.
-#[derive(Debug, thiserror::Error)]
-pub enum MuxError {
-    #[error("the box did not greet as `sshcc --mux`: {0}")]
-    NoGreeting(String),
-    #[error("the connection to the box was lost")]
-    Lost,
-    #[error("the box sent an unreadable answer: {0}")]
-    Garbled(String),
-}
-
-/// Bytes to and from one box, over all its connections: on the wire (the stream the
-/// frames travel in, before SSH's own packet overhead and encryption) and as payload
-/// (the same frames uncompressed).
-#[derive(Debug, Default)]
-pub struct Traffic {
-    wire_sent: AtomicU64,
-    wire_received: AtomicU64,
-    payload_sent: AtomicU64,
-    payload_received: AtomicU64,
-    jobs_sent: AtomicU64,
-    /// Wire bytes not yet taken by [`Traffic::take_unbooked`].
-    unbooked_sent: AtomicU64,
-    unbooked_received: AtomicU64,
-}
-
-/// A reading of [`Traffic`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TrafficCounts {
-    pub wire_sent: u64,
-    pub wire_received: u64,
-    pub payload_sent: u64,
-    pub payload_received: u64,
-    pub jobs_sent: u64,
-}
-
-impl TrafficCounts {
-    /// Uncompressed bytes per byte on the wire, both directions; `None` before the
-    /// first job.
-    pub fn compression_ratio(&self) -> Option<f64> {
-        let wire = self.wire_sent + self.wire_received;
-        (self.jobs_sent > 0 && wire > 0)
-            .then(|| (self.payload_sent + self.payload_received) as f64 / wire as f64)
-    }
-}
-
-impl Traffic {
-    pub fn wire_sent(&self, bytes: u64) {
-        self.wire_sent.fetch_add(bytes, Ordering::Relaxed);
-        self.unbooked_sent.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    pub fn wire_received(&self, bytes: u64) {
-        self.wire_received.fetch_add(bytes, Ordering::Relaxed);
-        self.unbooked_received.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    pub fn payload_sent(&self, bytes: u64) {
-        self.payload_sent.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    pub fn payload_received(&self, bytes: u64) {
-        self.payload_received.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// A job request went out.
-    pub fn job_sent(&self) {
-        self.jobs_sent.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn counts(&self) -> TrafficCounts {
-        TrafficCounts {
-            wire_sent: self.wire_sent.load(Ordering::Relaxed),
-            wire_received: self.wire_received.load(Ordering::Relaxed),
-            payload_sent: self.payload_sent.load(Ordering::Relaxed),
-            payload_received: self.payload_received.load(Ordering::Relaxed),
-            jobs_sent: self.jobs_sent.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Wire bytes (sent, received) since the last call, for the persistent counts.
-    pub fn take_unbooked(&self) -> (u64, u64) {
-        (
-            self.unbooked_sent.swap(0, Ordering::Relaxed),
-            self.unbooked_received.swap(0, Ordering::Relaxed),
-        )
-    }
-}
-
-/// A stream that counts the bytes read from and written to it into a [`Traffic`].
-#[derive(Debug)]
-pub struct Counted<T> {
-    inner: T,
-    traffic: Arc<Traffic>,
-}
-
-impl<T> Counted<T> {
-    pub fn new(inner: T, traffic: Arc<Traffic>) -> Self {
-        Counted { inner, traffic }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let read = buf.filled().len().saturating_sub(before);
-        if read > 0 {
-            self.traffic.wire_received(read as u64);
-        }
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = &polled {
-            self.traffic.wire_sent(*written as u64);
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Progress of one job on the link, for `sshcc status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobEvent {
-    /// The request is written: the box has it (or will as soon as the network delivers).
-    Sent,
-    /// The answer's first bytes arrived; the rest is on its way.
-    Answering,
-}
-
-/// Told about a job's [`JobEvent`]s.
-pub type Observer = Arc<dyn Fn(JobEvent) + Send + Sync>;
 
 struct Waiter {
     answer: oneshot::Sender<Vec<u8>>,
@@ -191,7 +32,7 @@ struct Outgoing {
 }
 
 /// Bytes before a frame's payload (length, kind, flags, job id).
-const FRAME_HEADER: u64 = 14;
+pub(super) const FRAME_HEADER: u64 = 14;
 
 /// A live link to one box worker.
 pub struct MuxClient {
@@ -523,100 +364,5 @@ impl Drop for CancelOnDrop<'_> {
                     .await;
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn traffic_is_counted_and_the_observer_hears_the_job_go_and_come_back() {
-        let (client_end, box_end) = tokio::io::duplex(1 << 20);
-        let (mut box_reader, mut box_writer) = tokio::io::split(box_end);
-        let hello = Hello {
-            protocol: 2,
-            version: "test".into(),
-            hostname: "box".into(),
-            no_remote_preprocessing: Some("old".into()),
-        };
-        frame::write_frame(
-            &mut box_writer,
-            &Frame::new(kind::HELLO, 0, hello.encode()),
-            Compression::None,
-        )
-        .await
-        .unwrap();
-        let traffic = Arc::new(Traffic::default());
-        let (reader, writer) = tokio::io::split(client_end);
-        let client =
-            MuxClient::handshake_counted(reader, writer, Duration::from_secs(5), traffic.clone())
-                .await
-                .unwrap();
-        assert_eq!(traffic.counts().compression_ratio(), None, "no job yet");
-        let hello_len = traffic.counts().wire_received;
-        assert!(hello_len > FRAME_HEADER);
-
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let observer: Observer = {
-            let events = events.clone();
-            Arc::new(move |event| events.lock().unwrap().push(event))
-        };
-        let source = b"int x;\n".repeat(1000);
-        let job = client.run_observed(source.clone(), Some(observer));
-        let serve = async {
-            let request = frame::read_frame(&mut box_reader).await.unwrap().unwrap();
-            assert_eq!(request.payload, source);
-            frame::write_frame(
-                &mut box_writer,
-                &Frame::new(kind::RESULT, request.job, vec![7; 2000]),
-                Compression::Zstd,
-            )
-            .await
-            .unwrap();
-        };
-        let (answer, ()) = tokio::join!(job, serve);
-        assert_eq!(answer.unwrap(), vec![7; 2000]);
-        assert_eq!(
-            *events.lock().unwrap(),
-            [JobEvent::Sent, JobEvent::Answering]
-        );
-        let counts = traffic.counts();
-        assert_eq!(counts.jobs_sent, 1);
-        assert_eq!(counts.payload_sent, FRAME_HEADER + source.len() as u64);
-        assert_eq!(
-            counts.payload_received,
-            hello_len + FRAME_HEADER + 2000,
-            "the hello travelled uncompressed"
-        );
-        assert!(counts.wire_sent < source.len() as u64 / 4, "{counts:?}");
-        assert!(counts.wire_received < counts.payload_received, "{counts:?}");
-        assert!(counts.compression_ratio().unwrap() > 4.0, "{counts:?}");
-        assert_eq!(
-            traffic.take_unbooked(),
-            (counts.wire_sent, counts.wire_received)
-        );
-        assert_eq!(traffic.take_unbooked(), (0, 0));
-    }
-
-    #[tokio::test]
-    async fn a_box_that_does_not_greet_is_reported() {
-        let (client_end, mut box_end) = tokio::io::duplex(1024);
-        tokio::io::AsyncWriteExt::write_all(&mut box_end, b"Welcome to the box!\n")
-            .await
-            .unwrap();
-        let (reader, writer) = tokio::io::split(client_end);
-        let err = MuxClient::handshake(reader, writer, Duration::from_secs(5))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, MuxError::NoGreeting(_)), "{err}");
-
-        let (client_end, box_end) = tokio::io::duplex(1024);
-        drop(box_end);
-        let (reader, writer) = tokio::io::split(client_end);
-        let err = MuxClient::handshake(reader, writer, Duration::from_secs(5))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, MuxError::NoGreeting(_)), "{err}");
     }
 }
