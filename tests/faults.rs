@@ -10,7 +10,7 @@
 //! wrong result, never because the machine is slow.
 
 mod common;
-#[path = "faults/lab.rs"]
+#[path = "faults/lab/mod.rs"]
 mod lab;
 #[path = "faults/proxy.rs"]
 mod proxy;
