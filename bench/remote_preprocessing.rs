@@ -428,6 +428,11 @@ fn main() -> Result<()> {
             .join(" ")
     );
     drop(runtime);
+    // The boxes go first, so that their cgroups are empty when they are removed.
+    drop(real_box);
+    drop(emulated_box);
+    drop(real_cgroup);
+    drop(emulated_cgroup);
     Ok(())
 }
 
