@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::watch;
+
 use crate::digest::Digest;
 use crate::inputs::JobInputs;
 use crate::mux::client::{MuxClient, MuxError, Observer};
@@ -58,14 +60,38 @@ impl JobBlobs {
 }
 
 /// The blobs a daemon knows a box's store holds (it sent them, or the box said it had
-/// them), and what asking and sending cost. Eviction on the box can make the set
-/// wrong; the box then answers `Missing`.
+/// them), those another job is sending right now, and what asking and sending cost.
+/// Eviction on the box can make the set wrong; the box then answers `Missing`.
 #[derive(Debug, Default)]
 pub struct KnownBlobs {
-    known: Mutex<HashSet<Digest>>,
+    state: Mutex<BlobState>,
     pub counts: StoreCounts,
 }
 
+#[derive(Debug, Default)]
+struct BlobState {
+    known: HashSet<Digest>,
+    /// Blobs a job is looking up or sending; the receiver closes when it is done, so
+    /// concurrent jobs wait for it instead of sending the same header again.
+    in_flight: HashMap<Digest, watch::Receiver<()>>,
+}
+
+/// The blobs one job took on to look up and send; released (and those waiting on
+/// them woken) when dropped, whether or not the upload succeeded.
+struct Claim<'a> {
+    known: &'a KnownBlobs,
+    digests: Vec<Digest>,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut state = self.known.state.lock().expect("known blobs lock");
+        for digest in &self.digests {
+            state.in_flight.remove(digest);
+        }
+    }
+}
 /// What a host's store was asked and sent, for `sshcc status`.
 #[derive(Debug, Default)]
 pub struct StoreCounts {
@@ -77,22 +103,48 @@ pub struct StoreCounts {
 }
 
 impl KnownBlobs {
-    fn unknown<'a>(&self, digests: impl Iterator<Item = &'a Digest>) -> Vec<Digest> {
-        let known = self.known.lock().expect("known blobs lock");
-        let mut unknown: Vec<Digest> = digests.filter(|d| !known.contains(d)).copied().collect();
-        unknown.sort_unstable();
-        unknown.dedup();
-        unknown
+    /// Of `digests`, those this job must look up and send (now claimed by it) and the
+    /// uploads of other jobs it must wait for; blobs known to be held are neither.
+    fn claim<'a>(
+        &'a self,
+        digests: impl Iterator<Item = &'a Digest>,
+    ) -> (Claim<'a>, Vec<watch::Receiver<()>>) {
+        let (done, receiver) = watch::channel(());
+        let mut state = self.state.lock().expect("known blobs lock");
+        let mut mine = Vec::new();
+        let mut theirs = Vec::new();
+        for digest in digests {
+            if state.known.contains(digest) {
+                continue;
+            }
+            match state.in_flight.get(digest) {
+                Some(upload) => theirs.push(upload.clone()),
+                None => {
+                    state.in_flight.insert(*digest, receiver.clone());
+                    mine.push(*digest);
+                }
+            }
+        }
+        let claim = Claim {
+            known: self,
+            digests: mine,
+            _done: done,
+        };
+        (claim, theirs)
     }
 
     fn learn(&self, digests: impl IntoIterator<Item = Digest>) {
-        self.known.lock().expect("known blobs lock").extend(digests);
+        self.state
+            .lock()
+            .expect("known blobs lock")
+            .known
+            .extend(digests);
     }
 
     fn forget(&self, digests: &[Digest]) {
-        let mut known = self.known.lock().expect("known blobs lock");
+        let mut state = self.state.lock().expect("known blobs lock");
         for digest in digests {
-            known.remove(digest);
+            state.known.remove(digest);
         }
     }
 }
@@ -127,18 +179,24 @@ pub async fn run(
     known: &KnownBlobs,
     observer: Option<Observer>,
 ) -> Result<RemoteCompile, JobFailure> {
-    let unknown = known.unknown(blobs.all());
-    if !unknown.is_empty() {
-        let missing = client.find_missing(&unknown).await?;
+    let (claim, others) = known.claim(blobs.all());
+    if !claim.digests.is_empty() {
+        let missing = client.find_missing(&claim.digests).await?;
         let counts = &known.counts;
         counts
             .looked_up
-            .fetch_add(unknown.len() as u64, Ordering::Relaxed);
+            .fetch_add(claim.digests.len() as u64, Ordering::Relaxed);
         counts
             .missing
             .fetch_add(missing.len() as u64, Ordering::Relaxed);
         upload(client, blobs, &missing, counts).await?;
-        known.learn(unknown);
+        known.learn(claim.digests.iter().copied());
+    }
+    drop(claim);
+    // Another job's upload of a blob this one needs: wait until it is over (had it
+    // failed, the box answers Missing below and this job sends the blob itself).
+    for mut upload in others {
+        let _ = upload.changed().await;
     }
     let mut retries = 0;
     loop {
@@ -233,4 +291,31 @@ pub fn assemble(mut job: RemoteJob, inputs: &JobInputs) -> Result<(RemoteJob, Jo
             .collect(),
     };
     Ok((job, blobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_blob_another_job_is_sending_is_waited_for_not_sent_again() {
+        let known = KnownBlobs::default();
+        let (a, b, c) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"c"));
+        let (ab, bc, abc) = ([a, b], [b, c], [a, b, c]);
+        let (first, waits) = known.claim(ab.iter());
+        assert_eq!(first.digests, [a, b]);
+        assert!(waits.is_empty());
+        // A second job needing b and c sends only c, and waits for b.
+        let (second, mut waits) = known.claim(bc.iter());
+        assert_eq!(second.digests, [c]);
+        assert_eq!(waits.len(), 1);
+        known.learn(first.digests.iter().copied());
+        drop(first);
+        waits.pop().unwrap().changed().await.unwrap_err();
+        drop(second);
+        // Known blobs are neither claimed nor waited for; released ones are free again.
+        let (third, waits) = known.claim(abc.iter());
+        assert_eq!(third.digests, [c]);
+        assert!(waits.is_empty());
+    }
 }
