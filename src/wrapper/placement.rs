@@ -57,50 +57,44 @@ pub(super) async fn place_and_run(
                 return no_remote_host(broker, invocation, settings, input, &why).await;
             }
             Err(err) => {
-                if let Some(fresh) = broker
-                    .replace_daemon(settings, &mut daemon_replaced, &err, input)
-                    .await
-                {
-                    *broker = fresh;
-                    continue;
-                }
-                return no_remote_host(
+                match daemon_failed(
                     broker,
-                    invocation,
                     settings,
+                    &mut daemon_replaced,
+                    &err,
+                    invocation,
                     input,
-                    &format!("the sshcc daemon failed: {err:#}"),
                 )
-                .await;
+                .await
+                {
+                    Some(status) => return status,
+                    None => continue,
+                }
             }
         };
         if let (Some(why), Some(_)) = (&no_remote_preprocessing, &remote_request) {
             preprocessed_here(settings, input, &format!("{host} cannot ({why})"));
         }
         let started = Instant::now();
-        let answered = match remote_request
+        // The box preprocesses, unless it cannot or the daemon declines this job.
+        let remote_answer = match remote_request
             .as_ref()
             .filter(|_| no_remote_preprocessing.is_none())
         {
             Some(request) => match broker.run_remote(request).await {
-                Ok(Ok(RemoteReply::Compiled(compile))) => Ok(Ok(Answer::Remote(compile))),
+                Ok(Ok(RemoteReply::Compiled(compile))) => Some(Ok(Ok(Answer::Remote(compile)))),
                 Ok(Ok(RemoteReply::Local(why))) => {
                     preprocessed_here(settings, input, &why);
                     remote_request = None;
-                    preprocess_and_run(
-                        broker,
-                        &mut prepared,
-                        invocation,
-                        scan,
-                        flavour,
-                        settings,
-                        remote_compiler,
-                    )
-                    .await
+                    None
                 }
-                Ok(Err(why)) => Ok(Err(why)),
-                Err(err) => Err(err),
+                Ok(Err(why)) => Some(Ok(Err(why))),
+                Err(err) => Some(Err(err)),
             },
+            None => None,
+        };
+        let answered = match remote_answer {
+            Some(answered) => answered,
             None => {
                 preprocess_and_run(
                     broker,
@@ -122,21 +116,19 @@ pub(super) async fn place_and_run(
                 continue;
             }
             Err(err) => {
-                if let Some(fresh) = broker
-                    .replace_daemon(settings, &mut daemon_replaced, &err, input)
-                    .await
-                {
-                    *broker = fresh;
-                    continue;
-                }
-                return no_remote_host(
+                match daemon_failed(
                     broker,
-                    invocation,
                     settings,
+                    &mut daemon_replaced,
+                    &err,
+                    invocation,
                     input,
-                    &format!("the sshcc daemon failed: {err:#}"),
                 )
-                .await;
+                .await
+                {
+                    Some(status) => return status,
+                    None => continue,
+                }
             }
         };
         let answer = match answer {
@@ -224,4 +216,25 @@ async fn no_remote_host(
         let _ = std::io::stderr().write_all(message.as_bytes());
         ExitCode::NoHosts as u8
     }
+}
+
+/// The daemon failed `input`'s job with `err`: `None` when a new daemon took over (ask
+/// again), else the status to exit with (compiled here, or not, as distcc would).
+async fn daemon_failed(
+    broker: &mut Broker,
+    settings: &ClientSettings,
+    daemon_replaced: &mut u32,
+    err: &anyhow::Error,
+    invocation: &Invocation,
+    input: &str,
+) -> Option<u8> {
+    if let Some(fresh) = broker
+        .replace_daemon(settings, daemon_replaced, err, input)
+        .await
+    {
+        *broker = fresh;
+        return None;
+    }
+    let why = format!("the sshcc daemon failed: {err:#}");
+    Some(no_remote_host(broker, invocation, settings, input, &why).await)
 }
