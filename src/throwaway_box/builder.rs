@@ -12,7 +12,12 @@ use super::keys::CertificateRequest;
 
 /// The variables a box gives its sessions, unless the caller sets them, and the
 /// directory inside the box's own that each names (see `BoxBuilder::with_own_dirs`).
-const SESSION_DIRS: [(&str, &str); 7] = [
+///
+/// `HOME` too: sshd gives a session the account's real home, where bash (built by
+/// Debian to read `~/.bashrc` under sshd even when not interactive) would run the
+/// real user's start-up files, e.g. `pyenv init`, which rewrites `~/.pyenv/shims`.
+const SESSION_DIRS: [(&str, &str); 8] = [
+    ("HOME", "home"),
     ("SSHCC_LOCK_DIR", "slots"),
     ("TMPDIR", "tmp"),
     ("XDG_CACHE_HOME", "cache"),
@@ -100,7 +105,7 @@ impl BoxBuilder {
     /// Gives the box's sessions directories of their own inside the box's directory,
     /// each unless the caller chose it: compile slots (`SSHCC_LOCK_DIR`), so that the
     /// boxes of concurrent tests never wait for each other's slots, nor for a frozen
-    /// box's; and a private `TMPDIR` (job directories), cache, state and config
+    /// box's; and a private `HOME`, `TMPDIR` (job directories), cache, state and config
     /// (`XDG_*_HOME`, so `sshcc --mux`'s toolchain fingerprints), `DISTCC_DIR` and
     /// `CCACHE_DIR`, so that the box's programs never write into the real home of the
     /// account it logs in as. Each box stands for a machine of its own.
