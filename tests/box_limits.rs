@@ -76,6 +76,9 @@ fn one_slot_box(shared: &Path) -> BoxBuilder {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let running = log.join("running.log");
+    // Created here, writable by all: whichever account logs first, the other appends.
+    std::fs::write(&running, "").unwrap();
+    std::fs::set_permissions(&running, std::fs::Permissions::from_mode(0o666)).unwrap();
     // Each compile logs outside its job, so the sandbox must be told it may write there.
     box_with_compiler(
         shared,
