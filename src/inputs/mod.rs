@@ -9,6 +9,8 @@
 //!   of the compiler and revalidated by stat on every use;
 //! - `file_state`: stat → digest, so an unchanged header is hashed once;
 //! - `directives`: what each file (by content) may include, scanned once;
+//! - `listing`: each directory's entries, so a name a directory lacks costs no stat
+//!   while one stat per job shows the directory unchanged;
 //! - `resolve` finds the closure as libcpp would, with fresh stats per job (`walk`
 //!   records the directories and symlinks the box must reproduce);
 //! - `command` reads the compile command.
@@ -19,6 +21,7 @@
 mod command;
 mod directives;
 mod file_state;
+mod listing;
 mod resolve;
 mod search;
 mod walk;
@@ -40,7 +43,9 @@ pub use search::PREPROCESSING_ENV;
 use command::RootKind;
 use file_state::FileStates;
 use file_state::now_ns;
+use listing::DirListings;
 use resolve::DirectiveCache;
+use resolve::JobCaches;
 use resolve::Resolver;
 use search::Probes;
 use search::Request;
@@ -148,6 +153,33 @@ impl JobInputs {
     }
 }
 
+/// The symlink-free path of the file `path` names and its stat now. A job's hundreds of
+/// dependencies share a few dozen directories, so each directory is resolved once
+/// (`real_dirs`) and each file costs one `lstat`, unless it is itself a symlink.
+fn real_file(
+    path: &Path,
+    real_dirs: &mut foldhash::HashMap<PathBuf, PathBuf>,
+) -> std::io::Result<(PathBuf, FileStat)> {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        let real_dir = match real_dirs.get(dir) {
+            Some(real) => real.clone(),
+            None => {
+                let real = std::fs::canonicalize(dir)?;
+                real_dirs.insert(dir.to_path_buf(), real.clone());
+                real
+            }
+        };
+        let candidate = real_dir.join(name);
+        let meta = std::fs::symlink_metadata(&candidate)?;
+        if !meta.file_type().is_symlink() {
+            return Ok((candidate, FileStat::of(&meta)));
+        }
+    }
+    let real = std::fs::canonicalize(path)?;
+    let meta = std::fs::metadata(&real)?;
+    Ok((real, FileStat::of(&meta)))
+}
+
 /// What to do with a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
@@ -163,6 +195,7 @@ pub enum Prepared {
 pub struct InputCache {
     file_states: FileStates,
     directives: DirectiveCache,
+    listings: DirListings,
     probes: Probes,
 }
 
@@ -181,8 +214,10 @@ impl InputCache {
     /// A cache that trusts a stat once its file is `window` old (2 s by default). Tests
     /// use zero so that files they just wrote are cached like settled ones.
     pub fn with_racy_window(window: std::time::Duration) -> Self {
+        let window_ns = window.as_nanos() as i128;
         let mut cache = Self::default();
-        cache.file_states.racy_window_ns = window.as_nanos() as i128;
+        cache.file_states.racy_window_ns = window_ns;
+        cache.listings = DirListings::new(window_ns);
         cache
     }
 
@@ -211,21 +246,19 @@ impl InputCache {
     /// that was shipped and still be as it was when the job was scanned. An `Err` says
     /// why the object cannot be trusted (compile locally instead).
     pub fn verify_after(&self, inputs: &JobInputs, deps: &[PathBuf]) -> Result<(), String> {
-        let watched: BTreeMap<&Path, &FileStat> = inputs
+        // By the paths' bytes: the real paths here and there are built the same way.
+        let watched: foldhash::HashMap<&std::ffi::OsStr, &FileStat> = inputs
             .watched
             .iter()
-            .map(|(path, stat)| (path.as_path(), stat))
+            .map(|(path, stat)| (path.as_os_str(), stat))
             .collect();
+        let mut real_dirs = foldhash::HashMap::default();
         for dep in deps {
-            let path = inputs.cwd.join(dep);
-            let real =
-                std::fs::canonicalize(&path).map_err(|err| format!("{}: {err}", dep.display()))?;
-            let Some(before) = watched.get(real.as_path()) else {
+            let (real, now) = real_file(&inputs.cwd.join(dep), &mut real_dirs)
+                .map_err(|err| format!("{}: {err}", dep.display()))?;
+            let Some(before) = watched.get(real.as_os_str()) else {
                 return Err(format!("{} was used but not shipped", dep.display()));
             };
-            let now = std::fs::metadata(&real)
-                .map(|meta| FileStat::of(&meta))
-                .map_err(|err| format!("{}: {err}", dep.display()))?;
             if !now.same_version(before) {
                 return Err(format!("{} changed during the job", dep.display()));
             }
@@ -312,8 +345,11 @@ impl InputCache {
 
         let mut resolver = Resolver::new(
             walker,
-            &self.file_states,
-            &self.directives,
+            JobCaches {
+                file_states: &self.file_states,
+                directives: &self.directives,
+                listings: self.listings.for_job(),
+            },
             chain,
             search.quote.len(),
             command.defines.clone(),
@@ -357,6 +393,7 @@ impl InputCache {
         }
         let mut watched = Vec::with_capacity(resolver.files.len());
         for (path, shipped) in std::mem::take(&mut resolver.files) {
+            let path = PathBuf::from(path);
             let (seconds, nanos) = shipped.stat.mtime();
             let file = InputEntry::File {
                 digest: shipped.digest,

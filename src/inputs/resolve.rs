@@ -22,10 +22,9 @@
 //! Every lookup is fresh for the job: a header created since the previous job (a
 //! shadowing one in an earlier `-I` directory, a generated one) is found.
 
-use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
-use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::path::PathBuf;
@@ -41,6 +40,8 @@ use super::directives::MacroValue;
 use super::directives::Operand;
 use super::file_state::FileStat;
 use super::file_state::FileStates;
+use super::listing::JobListings;
+use super::listing::Presence;
 use super::walk::Walked;
 use super::walk::Walker;
 use super::walk::textual_dir;
@@ -99,10 +100,12 @@ pub enum FoundIn {
     NoSearch,
 }
 
+/// Where a lookup starts. Its directory is kept as the bytes of a path the walker built
+/// (always spelled the same way), which hash far faster than a `Path`'s components.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Start {
     /// A directory, then the whole chain.
-    Dir(PathBuf),
+    Dir(OsString),
     Chain(usize),
 }
 
@@ -117,10 +120,11 @@ pub struct Node {
     stat_time_ns: i128,
 }
 
+/// A node as visited: its paths as bytes, like [`Start`]'s.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct NodeKey {
-    real: PathBuf,
-    includer: PathBuf,
+    real: OsString,
+    includer: OsString,
     found_in: FoundIn,
 }
 
@@ -133,32 +137,38 @@ struct Pending {
     name: String,
 }
 
+/// The daemon's caches as one job uses them.
+pub struct JobCaches<'a> {
+    pub file_states: &'a FileStates,
+    pub directives: &'a DirectiveCache,
+    pub listings: JobListings<'a>,
+}
+
 /// One job's resolution.
 pub struct Resolver<'a> {
     pub walker: Walker,
-    file_states: &'a FileStates,
-    directives: &'a DirectiveCache,
+    caches: JobCaches<'a>,
     /// The real directories of the quote-then-bracket chain (`None`: missing now).
     chain: Vec<Option<PathBuf>>,
     angle_start: usize,
     max_files: usize,
-    pub files: BTreeMap<PathBuf, Shipped>,
-    visited: HashSet<NodeKey>,
+    /// By real path.
+    pub files: foldhash::HashMap<OsString, Shipped>,
+    visited: foldhash::HashSet<NodeKey>,
     queue: Vec<Node>,
-    finds: HashMap<(Start, String), Option<Node>>,
+    finds: foldhash::HashMap<(Start, String), Option<Node>>,
     pending: Vec<Pending>,
-    pending_done: HashSet<(usize, HeaderName)>,
+    pending_done: foldhash::HashSet<(usize, HeaderName)>,
     command_defines: Vec<Define>,
     global_probes: BTreeSet<String>,
-    global_done: HashSet<(PathBuf, String)>,
-    includers: BTreeSet<PathBuf>,
+    global_done: foldhash::HashSet<(OsString, String)>,
+    includers: BTreeSet<OsString>,
 }
 
 impl<'a> Resolver<'a> {
     pub fn new(
         walker: Walker,
-        file_states: &'a FileStates,
-        directives: &'a DirectiveCache,
+        caches: JobCaches<'a>,
         chain: Vec<Option<PathBuf>>,
         angle_start: usize,
         command_defines: Vec<Define>,
@@ -166,20 +176,19 @@ impl<'a> Resolver<'a> {
     ) -> Self {
         Resolver {
             walker,
-            file_states,
-            directives,
+            caches,
             chain,
             angle_start,
             max_files,
-            files: BTreeMap::new(),
-            visited: HashSet::new(),
+            files: Default::default(),
+            visited: Default::default(),
             queue: Vec::new(),
-            finds: HashMap::new(),
+            finds: Default::default(),
             pending: Vec::new(),
-            pending_done: HashSet::new(),
+            pending_done: Default::default(),
             command_defines,
             global_probes: BTreeSet::new(),
-            global_done: HashSet::new(),
+            global_done: Default::default(),
             includers: BTreeSet::new(),
         }
     }
@@ -198,7 +207,7 @@ impl<'a> Resolver<'a> {
         if name.starts_with('/') {
             return self.walk_file(Path::new("/"), name, FoundIn::NoSearch);
         }
-        self.find(Start::Dir(cwd.to_path_buf()), name, true)
+        self.find(Start::Dir(cwd.as_os_str().to_os_string()), name, true)
     }
 
     /// An implicit pre-include, which GCC finds through the bracket chain.
@@ -227,14 +236,15 @@ impl<'a> Resolver<'a> {
 
     fn visit(&mut self, node: Node) -> Result<(), String> {
         let key = NodeKey {
-            real: node.real.clone(),
-            includer: node.includer.clone(),
+            real: node.real.as_os_str().to_os_string(),
+            includer: node.includer.as_os_str().to_os_string(),
             found_in: node.found_in,
         };
         if !self.visited.insert(key) {
             return Ok(());
         }
-        self.includers.insert(node.includer.clone());
+        self.includers
+            .insert(node.includer.as_os_str().to_os_string());
         let directives = self.ship(&node)?;
         if let Some(doubt) = directives.doubts.first() {
             return Err(format!("{}: {doubt}", node.real.display()));
@@ -288,15 +298,16 @@ impl<'a> Resolver<'a> {
 
     /// Records `node`'s file for shipping; its directives.
     fn ship(&mut self, node: &Node) -> Result<Arc<Directives>, String> {
-        if let Some(shipped) = self.files.get(&node.real) {
+        if let Some(shipped) = self.files.get(node.real.as_os_str()) {
             return Ok(shipped.directives.clone());
         }
         let failed = |err: io::Error| format!("{}: {err}", node.real.display());
         let hashed = self
+            .caches
             .file_states
             .digest(&node.real, &node.stat, node.stat_time_ns)
             .map_err(failed)?;
-        let directives = match self.directives.get(&hashed.digest) {
+        let directives = match self.caches.directives.get(&hashed.digest) {
             Some(known) => known,
             None => {
                 let content = match hashed.content {
@@ -304,12 +315,14 @@ impl<'a> Resolver<'a> {
                     None => std::fs::read(&node.real).map_err(failed)?,
                 };
                 let scanned = Arc::new(Directives::scan(&content));
-                self.directives.insert(hashed.digest, scanned.clone());
+                self.caches
+                    .directives
+                    .insert(hashed.digest, scanned.clone());
                 scanned
             }
         };
         self.files.insert(
-            node.real.clone(),
+            node.real.as_os_str().to_os_string(),
             Shipped {
                 stat: hashed.stat,
                 digest: hashed.digest,
@@ -335,7 +348,7 @@ impl<'a> Resolver<'a> {
             (true, FoundIn::Chain(at)) => Start::Chain(at + 1),
             (true, FoundIn::Dir) => Start::Chain(0),
             _ => match name {
-                HeaderName::Quote(_) => Start::Dir(node.includer.clone()),
+                HeaderName::Quote(_) => Start::Dir(node.includer.as_os_str().to_os_string()),
                 HeaderName::Angle(_) => Start::Chain(self.angle_start),
             },
         };
@@ -358,7 +371,7 @@ impl<'a> Resolver<'a> {
             return Ok(known.clone());
         }
         let (mut next_dir, from) = match &key.0 {
-            Start::Dir(dir) => (Some((FoundIn::Dir, dir.clone())), 0),
+            Start::Dir(dir) => (Some((FoundIn::Dir, PathBuf::from(dir))), 0),
             Start::Chain(at) => (None, *at),
         };
         let mut chain_at = from;
@@ -377,26 +390,32 @@ impl<'a> Resolver<'a> {
                     }
                 }
             };
-            let candidate = dir.join(name);
-            // One stat rejects most candidates; only a hit is walked component by
-            // component.
-            match std::fs::metadata(&candidate) {
-                Ok(meta) if meta.is_dir() => continue,
-                Ok(_) => {}
-                Err(err)
-                    if err.kind() == io::ErrorKind::NotFound
-                        || err.raw_os_error() == Some(libc::ENOTDIR) =>
-                {
-                    continue;
-                }
-                Err(err) => return Err(format!("{}: {err}", candidate.display())),
+            // The directory listings reject most candidates; otherwise one stat does,
+            // and only a hit is walked component by component.
+            match self.caches.listings.presence(&dir, name) {
+                Presence::Absent => continue,
+                Presence::File => {}
+                Presence::Unknown => match std::fs::metadata(dir.join(name)) {
+                    Ok(meta) if meta.is_dir() => continue,
+                    Ok(_) => {}
+                    Err(err)
+                        if err.kind() == io::ErrorKind::NotFound
+                            || err.raw_os_error() == Some(libc::ENOTDIR) =>
+                    {
+                        continue;
+                    }
+                    Err(err) => return Err(format!("{}: {err}", dir.join(name).display())),
+                },
             }
             if let Some(node) = self.walk_file(&dir, name, found_in)? {
-                if is_include && std::fs::symlink_metadata(dir.join(format!("{name}.gch"))).is_ok()
+                let gch = format!("{name}.gch");
+                if is_include
+                    && self.caches.listings.presence(&dir, &gch) != Presence::Absent
+                    && std::fs::symlink_metadata(dir.join(&gch)).is_ok()
                 {
                     return Err(format!(
                         "{}.gch: precompiled headers are not shipped",
-                        candidate.display()
+                        dir.join(name).display()
                     ));
                 }
                 found = Some(node);
@@ -486,7 +505,7 @@ impl<'a> Resolver<'a> {
     /// Quoted `__has_include`s inside macros, next to every includer.
     fn resolve_global_probes(&mut self) -> Result<(), String> {
         let probes: Vec<String> = self.global_probes.iter().cloned().collect();
-        let includers: Vec<PathBuf> = self.includers.iter().cloned().collect();
+        let includers: Vec<OsString> = self.includers.iter().cloned().collect();
         for name in &probes {
             for dir in &includers {
                 if self.global_done.insert((dir.clone(), name.clone()))

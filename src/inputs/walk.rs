@@ -12,8 +12,6 @@
 //! Every `lstat` is fresh for the job (a header created since the last job must be seen)
 //! and remembered only within it.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::Component;
@@ -71,8 +69,9 @@ enum Lstat {
 /// One job's walks: the `lstat`s it made and what it crossed.
 #[derive(Default)]
 pub struct Walker {
-    lstats: HashMap<PathBuf, Lstat>,
-    pub crossed: BTreeMap<PathBuf, Crossed>,
+    lstats: foldhash::HashMap<OsString, Lstat>,
+    /// Recorded when a path is first `lstat`ed: a path seen again was recorded then.
+    pub crossed: foldhash::HashMap<PathBuf, Crossed>,
 }
 
 impl Walker {
@@ -99,13 +98,15 @@ impl Walker {
                 continue;
             }
             let next = current.join(&part);
-            match self
+            let (lstat, fresh) = self
                 .lstat(&next)
-                .map_err(|err| WalkError::Io(next.display().to_string(), err.to_string()))?
-            {
+                .map_err(|err| WalkError::Io(next.display().to_string(), err.to_string()))?;
+            match lstat {
                 Lstat::Missing | Lstat::Special => return Ok(Walked::Missing),
                 Lstat::Directory => {
-                    self.crossed.insert(next.clone(), Crossed::Directory);
+                    if fresh {
+                        self.crossed.insert(next.clone(), Crossed::Directory);
+                    }
                     current = next;
                 }
                 Lstat::Symlink(target) => {
@@ -113,8 +114,10 @@ impl Walker {
                     if follows > MAX_FOLLOWS {
                         return Err(WalkError::Loop(shown()));
                     }
-                    self.crossed
-                        .insert(next.clone(), Crossed::Symlink(target.clone()));
+                    if fresh {
+                        self.crossed
+                            .insert(next.clone(), Crossed::Symlink(target.clone()));
+                    }
                     push_components(&mut pending, &target);
                 }
                 Lstat::File(stat, stat_time_ns) => {
@@ -141,9 +144,10 @@ impl Walker {
         })
     }
 
-    fn lstat(&mut self, path: &Path) -> io::Result<Lstat> {
-        if let Some(known) = self.lstats.get(path) {
-            return Ok(known.clone());
+    /// `path`'s lstat, and whether it was taken just now (not remembered from earlier).
+    fn lstat(&mut self, path: &Path) -> io::Result<(Lstat, bool)> {
+        if let Some(known) = self.lstats.get(path.as_os_str()) {
+            return Ok((known.clone(), false));
         }
         let found = match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_symlink() => Lstat::Symlink(std::fs::read_link(path)?),
@@ -158,8 +162,9 @@ impl Walker {
             }
             Err(err) => return Err(err),
         };
-        self.lstats.insert(path.to_path_buf(), found.clone());
-        Ok(found)
+        self.lstats
+            .insert(path.as_os_str().to_os_string(), found.clone());
+        Ok((found, true))
     }
 }
 
