@@ -73,7 +73,8 @@ impl Store {
     }
 
     /// The blob as an open file positioned at its start, verified first (a corrupt blob
-    /// is removed and reported missing), for streaming it out.
+    /// is removed and reported missing), for streaming it out. Verified means hashed
+    /// now, or earlier by this process with the same stamp.
     pub fn open_verified(&self, digest: &Digest) -> Result<File> {
         let reading = |err| io_error(format!("cannot read blob {digest}"), err);
         if digest.is_empty() {
@@ -81,13 +82,19 @@ impl Store {
         }
         let path = self.blob_path(digest);
         let (mut file, meta) = self.open_blob(digest, &path)?;
-        let actual = Digest::of_reader((&file).take(digest.size_bytes.saturating_add(1)))
-            .map_err(reading)?;
-        if actual != *digest {
-            self.discard(digest, &path, Some(&meta), "its content does not match");
-            return Err(self.missing(digest));
+        // A job's tree reads hundreds of blobs, most of them read by the previous job
+        // too: hashed once per process while their stamp holds, as `materialize` does.
+        let stamp = Stamp::of(&meta);
+        if !self.verified.contains(digest, stamp) {
+            let actual = Digest::of_reader((&file).take(digest.size_bytes.saturating_add(1)))
+                .map_err(reading)?;
+            if actual != *digest {
+                self.discard(digest, &path, Some(&meta), "its content does not match");
+                return Err(self.missing(digest));
+            }
+            file.rewind().map_err(reading)?;
+            self.verified.remember(digest, stamp);
         }
-        file.rewind().map_err(reading)?;
         self.touch(&path, &meta);
         Ok(file)
     }

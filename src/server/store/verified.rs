@@ -13,6 +13,10 @@ use crate::digest::Digest;
 /// forgets them all and verifies again.
 const VERIFIED_MEMORY: usize = 1 << 20;
 
+/// How long ago a blob must have been written for its stamp to be remembered: longer
+/// than any filesystem's timestamp tick.
+const SETTLED_SECONDS: i64 = 2;
+
 /// The identity of a file's content as far as `stat` can tell: which inode, how long,
 /// when last written. A blob verified with this stamp need not be hashed again while the
 /// stamp holds; writing to it changes the mtime. (ctime would be stricter but changes on
@@ -47,7 +51,15 @@ impl VerifiedMemory {
         self.lock().get(digest) == Some(&stamp)
     }
 
+    /// Remembers a blob just hashed, unless it was written so recently that a second
+    /// write in the same timestamp tick would leave the stamp as it is.
     pub(super) fn remember(&self, digest: &Digest, stamp: Stamp) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs() as i64);
+        if stamp.mtime >= now - SETTLED_SECONDS {
+            return;
+        }
         let mut memory = self.lock();
         if memory.len() >= VERIFIED_MEMORY {
             memory.clear();

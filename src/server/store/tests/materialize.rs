@@ -151,3 +151,34 @@ fn materialize_links_read_only_into_the_job_and_survives_eviction() {
     assert_eq!(fs::read(&copy).unwrap(), content);
     assert_consistent(&root);
 }
+
+#[test]
+fn a_blob_verified_once_is_hashed_again_after_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store"), DEFAULT_MAX_BYTES).unwrap();
+    let (digest, content) = blob(11, 9000);
+    store.insert(&digest, &content).unwrap();
+    let path = store.blob_path(&digest);
+    // Written long enough ago for its stamp to be remembered once it is read.
+    let old = SystemTime::now() - Duration::from_secs(60);
+    File::open(&path)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(old))
+        .unwrap();
+    let mut read = Vec::new();
+    for _ in 0..2 {
+        read.clear();
+        std::io::Read::read_to_end(&mut store.open_verified(&digest).unwrap(), &mut read).unwrap();
+        assert_eq!(read, content);
+    }
+    // A write moves the mtime, so the remembered stamp no longer holds.
+    fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = content.clone();
+    bytes[7] ^= 0x20;
+    fs::write(&path, bytes).unwrap();
+    assert!(matches!(
+        store.open_verified(&digest),
+        Err(StoreError::Missing(d)) if d == digest
+    ));
+    assert_eq!(store.stats().corrupt, 1);
+}
