@@ -34,6 +34,7 @@ impl Route {
 }
 
 fn main() -> Result<()> {
+    let _user_dirs = support::private_user_dirs()?;
     let runs = std::env::var("SSHCC_BENCH_RUNS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -114,6 +114,7 @@ fn sections() -> Result<Vec<u8>> {
 }
 
 fn main() -> Result<()> {
+    let _user_dirs = support::private_user_dirs()?;
     let runs = env_count("SSHCC_BENCH_RUNS", DEFAULT_RUNS)?;
     let builds = env_count("SSHCC_BENCH_BUILDS", DEFAULT_BUILDS)?;
     let sections = sections()?;

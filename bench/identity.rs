@@ -91,6 +91,7 @@ impl Bench {
 }
 
 fn main() -> Result<()> {
+    let _user_dirs = support::private_user_dirs()?;
     let runs: usize = std::env::var("SSHCC_BENCH_RUNS")
         .ok()
         .map(|v| v.parse())

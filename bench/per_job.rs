@@ -195,6 +195,7 @@ impl Bench {
 }
 
 fn main() -> Result<()> {
+    let _user_dirs = support::private_user_dirs()?;
     let runs = runs_from_env()?;
     let sshcc = PathBuf::from(env!("CARGO_BIN_EXE_sshcc"));
     ensure!(

@@ -95,6 +95,7 @@ fn env_number(name: &str, default: u64) -> Result<u64> {
 }
 
 fn main() -> Result<()> {
+    let _user_dirs = support::private_user_dirs()?;
     let tus = env_number("SSHCC_BENCH_TUS", 24)? as usize;
     let seed = env_number("SSHCC_BENCH_SEED", 13)?;
     let saturation_jobs = env_number("SSHCC_BENCH_SATURATION_JOBS", 384)? as usize;

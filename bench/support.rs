@@ -257,3 +257,27 @@ pub fn start_box_with(
     let box_shell = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     Ok((build_box, box_shell))
 }
+
+/// Points this process's state, cache and config directories (and so those of every
+/// client it starts: wrappers, daemons) at a fresh directory, so that a benchmark leaves
+/// the user's real `~/.local/state/sshcc` (job statistics), `~/.cache/sshcc` (toolchain
+/// fingerprints) and `~/.config/sshcc` alone, as the tests do. Call it first in `main`,
+/// before any thread starts, and keep the directory until the end.
+pub fn private_user_dirs() -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("sshcc-bench-home.")
+        .tempdir()
+        .context("creating the benchmark's private state directories")?;
+    for (variable, name) in [
+        ("XDG_STATE_HOME", "state"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_CONFIG_HOME", "config"),
+    ] {
+        let path = dir.path().join(name);
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        // SAFETY: called at the start of `main`, before any other thread exists, so
+        // nothing reads the environment concurrently.
+        unsafe { std::env::set_var(variable, &path) };
+    }
+    Ok(dir)
+}
