@@ -281,3 +281,56 @@ pub fn private_user_dirs() -> Result<tempfile::TempDir> {
     }
     Ok(dir)
 }
+
+/// The directory of crate `name` at exactly `version`, fetched by `cargo fetch` (from
+/// cargo's cache when it holds it) through a throwaway project at `project`: a real
+/// project no one here wrote, pinned and cached, for a benchmark to build.
+pub fn fetch_crate(project: &Path, name: &str, version: &str) -> Result<std::path::PathBuf> {
+    fs::create_dir_all(project.join("src"))?;
+    fs::write(
+        project.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"sshcc-bench-fetch-{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             publish = false\n\n[dependencies]\n{name} = \"={version}\"\n\n[workspace]\n"
+        ),
+    )?;
+    fs::write(project.join("src/lib.rs"), "")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = project.join("Cargo.toml");
+    let fetched = Command::new(&cargo)
+        .arg("fetch")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .output()
+        .context("running cargo fetch")?;
+    ensure!(
+        fetched.status.success(),
+        "cargo fetch of {name} {version} failed: {}",
+        String::from_utf8_lossy(&fetched.stderr).trim()
+    );
+    let metadata = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .output()
+        .context("running cargo metadata")?;
+    ensure!(
+        metadata.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&metadata.stderr).trim()
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&metadata.stdout).context("parsing cargo metadata")?;
+    let packages = metadata["packages"].as_array().context("no packages")?;
+    for package in packages {
+        if package["name"] == name && package["version"] == version {
+            let manifest = package["manifest_path"].as_str().context("no manifest")?;
+            return Ok(Path::new(manifest)
+                .parent()
+                .context("a manifest has a directory")?
+                .to_path_buf());
+        }
+    }
+    anyhow::bail!("cargo metadata lists no {name} {version}")
+}

@@ -3,9 +3,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
+
+use crate::support;
 
 /// The pinned crate version (its Lua 5.4 directory is `lua-5.4.9`).
 pub const LUA_SRC_VERSION: &str = "551.1.0";
@@ -36,42 +37,8 @@ impl LuaSources {
     /// Fetches `lua-src` (from cargo's cache when present) via a throwaway project
     /// under `scratch`.
     pub fn fetch(scratch: &Path) -> Result<Self> {
-        let project = scratch.join("lua-fetch");
-        fs::create_dir_all(project.join("src"))?;
-        fs::write(
-            project.join("Cargo.toml"),
-            format!(
-                "[package]\nname = \"sshcc-bench-lua-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-                 publish = false\n\n[dependencies]\nlua-src = \"={LUA_SRC_VERSION}\"\n\n[workspace]\n"
-            ),
-        )?;
-        fs::write(project.join("src/lib.rs"), "")?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let manifest = project.join("Cargo.toml");
-        let fetched = Command::new(&cargo)
-            .arg("fetch")
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .stdin(Stdio::null())
-            .output()
-            .context("running cargo fetch")?;
-        ensure!(
-            fetched.status.success(),
-            "cargo fetch of lua-src {LUA_SRC_VERSION} failed: {}",
-            String::from_utf8_lossy(&fetched.stderr).trim()
-        );
-        let metadata = Command::new(&cargo)
-            .args(["metadata", "--format-version", "1", "--manifest-path"])
-            .arg(&manifest)
-            .stdin(Stdio::null())
-            .output()
-            .context("running cargo metadata")?;
-        ensure!(
-            metadata.status.success(),
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&metadata.stderr).trim()
-        );
-        let crate_dir = lua_src_dir(&String::from_utf8_lossy(&metadata.stdout))?;
+        let crate_dir =
+            support::fetch_crate(&scratch.join("lua-fetch"), "lua-src", LUA_SRC_VERSION)?;
 
         let mut releases: Vec<String> = fs::read_dir(&crate_dir)
             .with_context(|| format!("listing {}", crate_dir.display()))?
@@ -140,24 +107,4 @@ impl LuaSources {
             .map(|source| format!("{}.o", source.trim_end_matches(".c")))
             .collect()
     }
-}
-
-/// The directory of the `lua-src` package in `cargo metadata` output. The bench has no
-/// JSON parser, and a package's `manifest_path` is the only field that can end in
-/// `/lua-src-<version>/Cargo.toml`.
-fn lua_src_dir(metadata: &str) -> Result<PathBuf> {
-    const KEY: &str = "\"manifest_path\":\"";
-    let wanted = format!("/lua-src-{LUA_SRC_VERSION}/Cargo.toml");
-    for (at, _) in metadata.match_indices(KEY) {
-        let rest = &metadata[at + KEY.len()..];
-        let Some(end) = rest.find('"') else { continue };
-        let path = &rest[..end];
-        if path.ends_with(&wanted) {
-            return Ok(Path::new(path)
-                .parent()
-                .expect("a manifest has a directory")
-                .to_path_buf());
-        }
-    }
-    bail!("cargo metadata lists no lua-src {LUA_SRC_VERSION} package")
 }

@@ -6,9 +6,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+
+use crate::support;
 
 /// The pinned crate version (RocksDB 11.8.1).
 pub const CRATE_VERSION: &str = "0.19.0+11.8.1";
@@ -92,7 +93,13 @@ impl Sources {
         let dir = cache.join(format!("librocksdb-sys-{CRATE_VERSION}"));
         let done = dir.join(".sshcc-bench-complete");
         if !done.exists() {
-            let crate_dir = fetch_crate(&cache.join("fetch"))?;
+            let crate_dir =
+                support::fetch_crate(&cache.join("fetch"), "librocksdb-sys", CRATE_VERSION)?;
+            ensure!(
+                crate_dir.join("rocksdb/include/rocksdb/db.h").is_file(),
+                "librocksdb-sys {CRATE_VERSION} in {} bundles no RocksDB sources",
+                crate_dir.display()
+            );
             if dir.exists() {
                 fs::remove_dir_all(&dir)?;
             }
@@ -183,62 +190,6 @@ pub fn write_makefile(dir: &Path, name: &str, units: &[Unit]) -> Result<()> {
     text.push_str("\n.PHONY: all\n");
     fs::write(dir.join(name), text)?;
     Ok(())
-}
-
-/// The crate's directory after `cargo fetch` in a throwaway project at `project`.
-fn fetch_crate(project: &Path) -> Result<PathBuf> {
-    fs::create_dir_all(project.join("src"))?;
-    fs::write(
-        project.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"sshcc-bench-rocksdb-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-             publish = false\n\n[dependencies]\nlibrocksdb-sys = \"={CRATE_VERSION}\"\n\n[workspace]\n"
-        ),
-    )?;
-    fs::write(project.join("src/lib.rs"), "")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let manifest = project.join("Cargo.toml");
-    let fetched = Command::new(&cargo)
-        .arg("fetch")
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .output()
-        .context("running cargo fetch")?;
-    ensure!(
-        fetched.status.success(),
-        "cargo fetch of librocksdb-sys {CRATE_VERSION} failed: {}",
-        String::from_utf8_lossy(&fetched.stderr).trim()
-    );
-    let metadata = Command::new(&cargo)
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .output()
-        .context("running cargo metadata")?;
-    ensure!(
-        metadata.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&metadata.stderr).trim()
-    );
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&metadata.stdout).context("parsing cargo metadata")?;
-    let packages = metadata["packages"].as_array().context("no packages")?;
-    for package in packages {
-        if package["name"] == "librocksdb-sys" && package["version"] == CRATE_VERSION {
-            let manifest = package["manifest_path"].as_str().context("no manifest")?;
-            let dir = Path::new(manifest)
-                .parent()
-                .context("a manifest has a directory")?;
-            ensure!(
-                dir.join("rocksdb/include/rocksdb/db.h").is_file(),
-                "librocksdb-sys {CRATE_VERSION} in {} bundles no RocksDB sources",
-                dir.display()
-            );
-            return Ok(dir.to_path_buf());
-        }
-    }
-    bail!("cargo metadata lists no librocksdb-sys {CRATE_VERSION}")
 }
 
 /// Copies regular files and directories (symlinks as the files they name).
