@@ -59,7 +59,9 @@ enum Kind {
 
 struct Listing {
     version: FileStat,
-    entries: foldhash::HashMap<OsString, Kind>,
+    /// `None`: too many to list; remembered, so the directory is not read again per job
+    /// while it stays the same.
+    entries: Option<foldhash::HashMap<OsString, Kind>>,
 }
 
 /// Listings by real directory path, shared by every job.
@@ -117,9 +119,10 @@ impl DirListings {
             };
             entries.insert(entry.file_name(), kind);
             if entries.len() > MAX_LISTED_ENTRIES {
-                return None;
+                break;
             }
         }
+        let entries = (entries.len() <= MAX_LISTED_ENTRIES).then_some(entries);
         // An entry added or removed while reading moves the version: keep nothing.
         let after = FileStat::of(&std::fs::symlink_metadata(dir).ok()?);
         if !after.same_version(&version) {
@@ -162,7 +165,10 @@ impl JobListings<'_> {
                 return Presence::Unknown;
             };
             let last = components.peek().is_none();
-            match (listing.entries.get(OsStr::new(component)), last) {
+            let Some(entries) = &listing.entries else {
+                return Presence::Unknown;
+            };
+            match (entries.get(OsStr::new(component)), last) {
                 (None, _) => return Presence::Absent,
                 (Some(Kind::File), true) => return Presence::File,
                 (Some(Kind::Directory), false) => current.push(component),
