@@ -14,8 +14,9 @@
 //!   running the compiler, `sshcc --inetd`. [`ssh`]: reaching a box (OpenSSH's
 //!   configuration, known_hosts, russh connections).
 //! - [`protocol`]: the wire formats, distcc's and sshcc's mux framing, over any
-//!   `AsyncRead`/`AsyncWrite`. [`throwaway_box`]: a private OpenSSH sshd on loopback
-//!   standing in for a build box (tests, the demo and the benchmarks).
+//!   `AsyncRead`/`AsyncWrite`. [`reapi`]: a client of Remote Execution API v2 engines
+//!   (issue 14). [`throwaway_box`]: a private OpenSSH sshd on loopback standing in for
+//!   a build box (tests, the demo and the benchmarks).
 //! - [`client_settings`]: the client's environment over `config.toml`, and the host list.
 //! - [`config`] (`config.toml`), [`hosts`] (distcc's host-list grammar and sources).
 //! - Small shared pieces: [`compiler`] (command lines and distcc's distributable
@@ -37,6 +38,7 @@ pub mod hosts;
 pub mod inputs;
 pub mod mux;
 pub mod protocol;
+pub mod reapi;
 pub mod server;
 pub mod ssh;
 pub mod status;

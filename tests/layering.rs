@@ -16,7 +16,7 @@ const TIERS: &[&[&str]] = &[
     &["dispatch"],
     &["mux"],
     &["inputs", "server", "ssh"],
-    &["protocol", "throwaway_box"],
+    &["protocol", "reapi", "throwaway_box"],
     &["client_settings"],
     &["config", "hosts"],
     &["tree"],
