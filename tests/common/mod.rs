@@ -13,6 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod reapi_engine;
+
 /// The `sshcc` binary under test.
 pub fn sshcc() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sshcc"))

@@ -89,7 +89,12 @@ up() {
   mkdir -p "$pg"
   ((EUID == 0)) && chown postgres:postgres "$pg"
   pg_port=$(free_port)
-  as_db_owner "$pg_bin/initdb" -D "$pg/data" -U bgd --auth=trust -E UTF8 >"$root/initdb.log" 2>&1
+  as_db_owner "$pg_bin/initdb" -D "$pg/data" -U bgd --auth=trust -E UTF8 >"$root/initdb.log" 2>&1 || {
+    # Typically, as root: the postgres account cannot reach ROOT (a 0700 parent).
+    echo "engine: initdb failed (the database's account must be able to reach $pg); its log:" >&2
+    tail -n 5 "$root/initdb.log" >&2
+    exit 1
+  }
   as_db_owner "$pg_bin/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w \
     -o "-p $pg_port -k $pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
   as_db_owner "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U bgd bgd
