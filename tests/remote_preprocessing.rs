@@ -183,7 +183,7 @@ fn objects_and_dependency_files_equal_a_local_build() {
 }
 
 #[test]
-fn headers_that_appear_between_builds_are_seen() {
+fn headers_that_appear_or_vanish_between_builds_are_seen() {
     let lab = Lab::new();
     let dir = lab.project("p");
     std::fs::create_dir_all(dir.join("a")).unwrap();
@@ -206,6 +206,17 @@ fn headers_that_appear_between_builds_are_seen() {
     let main = std::fs::read_to_string(dir.join("src/main.d")).unwrap();
     assert!(
         main.contains("a/shadow.h") && main.contains("feature.h"),
+        "{main}"
+    );
+    // And they vanish again. The box keeps a finished job's tree for the next job of
+    // the link (`remote_job::warm`), which must not find them there.
+    std::fs::remove_file(dir.join("a/shadow.h")).unwrap();
+    std::fs::remove_file(dir.join("include/feature.h")).unwrap();
+    let log = build_both_ways(&lab, &dir, &[]);
+    assert_eq!(remote_jobs(&log), 3, "{log}");
+    let main = std::fs::read_to_string(dir.join("src/main.d")).unwrap();
+    assert!(
+        !main.contains("a/shadow.h") && !main.contains("feature.h"),
         "{main}"
     );
 }
@@ -253,14 +264,17 @@ fn a_full_store_evicts_and_builds_stay_correct() {
     let lab = Lab::with_box(|builder| builder.env("SSHCC_CACHE_SIZE", BOUND.to_string()));
     let dir = lab.project("p");
     let flags = ["CFLAGS=-O2 -Wall", "CXXFLAGS=-O2 -Wall -std=c++17"];
-    let mut remote = 0;
+    let (mut remote, mut sent) = (0, 0);
     for round in 0..2 {
         let log = build_both_ways(&lab, &dir, &flags);
         assert!(store_bytes(&lab.store()) <= BOUND, "round {round}\n{log}");
         remote += remote_jobs(&log);
+        sent += status_of(&lab)["blob_bytes_sent"].as_u64().unwrap();
+        // A new daemon, so a new link and a box process that kept no job trees: the
+        // second round's jobs need the store's blobs again.
+        common::stop_daemon(lab.scratch.path());
     }
     assert!(remote > 0, "no job was preprocessed on the box");
-    let sent = status_of(&lab)["blob_bytes_sent"].as_u64().unwrap();
     assert!(sent > BOUND, "only {sent} bytes sent: nothing was evicted");
 }
 

@@ -27,6 +27,8 @@ where
     // Shared by every job of the link rather than copied into each.
     let settings = Arc::new(settings);
     let store = open_store(&settings).await;
+    // A finished job's tree, for the next job to take over: as many as can run at once.
+    let trees = Arc::new(remote_job::WarmTrees::new(settings.slots().count()));
     let hello = Hello::ours(job::hostname(), store.as_ref().err().cloned());
     let (results, mut outgoing) = mpsc::channel::<Frame>(64);
     let writer = tokio::spawn(async move {
@@ -92,12 +94,13 @@ where
                 cancels.insert(frame.job, cancel);
                 let results = results.clone();
                 let settings = Arc::clone(&settings);
-                let store = store.clone();
+                let (store, trees) = (store.clone(), Arc::clone(&trees));
                 jobs.spawn(async move {
                     let cancelled = async {
                         let _ = cancelled.await;
                     };
-                    let answer = run_remote_job(&frame.payload, store, &settings, cancelled).await;
+                    let answer =
+                        run_remote_job(&frame.payload, store, &trees, &settings, cancelled).await;
                     if let Some(answer) = answer {
                         let _ = results
                             .send(Frame::new(kind::REMOTE_RESULT, frame.job, answer.encode()))
@@ -127,6 +130,8 @@ where
     drop(cancels);
     while jobs.join_next().await.is_some() {}
     drop(results);
+    // Removing the kept trees is blocking I/O.
+    let _ = tokio::task::spawn_blocking(move || drop(trees)).await;
     match writer.await {
         Ok(Ok(())) => status,
         _ => ExitCode::IoError as u8,
@@ -191,6 +196,7 @@ fn store_request(frame: &Frame, store: Result<Arc<Store>, String>) -> Frame {
 async fn run_remote_job(
     payload: &[u8],
     store: Result<Arc<Store>, String>,
+    trees: &remote_job::WarmTrees,
     settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
 ) -> Option<RemoteAnswer> {
@@ -214,6 +220,7 @@ async fn run_remote_job(
     match remote_job::run(
         &remote_job,
         store,
+        trees,
         Allowlist::from_env(),
         settings,
         cancelled,

@@ -28,6 +28,9 @@ pub const LOCALE: [(&str, &str); 2] = [("LANG", "C"), ("LC_ALL", "C")];
 pub struct Lab {
     dir: tempfile::TempDir,
     pub store: Arc<Store>,
+    /// Shared by the lab's jobs as by one box process's: a job may take over the tree
+    /// of the one before.
+    trees: remote_job::WarmTrees,
     settings: BoxSettings,
 }
 
@@ -50,6 +53,7 @@ impl Lab {
         Lab {
             dir,
             store,
+            trees: remote_job::WarmTrees::new(2),
             settings,
         }
     }
@@ -69,6 +73,7 @@ impl Lab {
             .block_on(remote_job::run(
                 job,
                 self.store.clone(),
+                &self.trees,
                 Ok(allowlist),
                 &self.settings,
                 std::future::pending(),

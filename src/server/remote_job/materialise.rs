@@ -12,15 +12,18 @@
 //!
 //! Files are copies rather than the store's hardlinks because they carry the client's
 //! mtime: libcpp's `#pragma once` compares mtimes, and `__TIMESTAMP__` prints the
-//! source's.
+//! source's. Copying is what a job's layout costs, so a tree outlives its job: the next
+//! job of the process takes it over, and `prune` keeps what it may (see there).
 
-use std::collections::HashSet;
+mod prune;
+
+use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
+use std::fs::{self, File, FileTimes, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,23 +42,76 @@ pub(super) enum LayoutError {
     Io(String),
 }
 
-/// The tree under `<root>`, and which of its directories this job made.
+/// The tree under `<root>`, and what was laid out in it.
 #[derive(Debug)]
 pub(super) struct Tree {
     root: PathBuf,
-    /// Directories made here, relative to the root (the root is the empty path): the
-    /// only places new entries go.
-    made: HashSet<PathBuf>,
+    /// Every entry made here, relative to the root (the root is the empty path): its
+    /// directories are the only places new entries go.
+    laid: HashMap<PathBuf, Laid>,
+    /// When the tree was last handed to a compile ([`Tree::seal`]): what the compile
+    /// changed has a later ctime.
+    sealed_at: SystemTime,
+}
+
+/// An entry as it was asked for and as `lstat` saw it once made.
+#[derive(Debug)]
+struct Laid {
+    entry: WalkEntry,
+    /// `None` for a directory until the tree is sealed (its entries change it).
+    stamp: Option<Stamp>,
+}
+
+/// What `lstat` tells of an entry: any change to its content, mode or times, or its
+/// replacement, changes the ctime or the inode, and userspace cannot set a ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    mode: u32,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &Metadata) -> Stamp {
+        Stamp {
+            ino: meta.ino(),
+            mode: meta.mode(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 impl Tree {
     /// Makes the empty root (its parent, the job directory, must exist).
     pub fn create(root: PathBuf) -> Result<Tree, LayoutError> {
         make_dir(&root).map_err(|err| io_error(&root, err))?;
+        let laid = Laid {
+            entry: WalkEntry::Directory,
+            stamp: None,
+        };
         Ok(Tree {
             root,
-            made: HashSet::from([PathBuf::new()]),
+            laid: HashMap::from([(PathBuf::new(), laid)]),
+            sealed_at: UNIX_EPOCH,
         })
+    }
+
+    /// Records the directories' stamps once everything is laid out, just before a
+    /// compile may change the tree (blocking I/O).
+    pub fn seal(&mut self) -> Result<(), LayoutError> {
+        for (path, laid) in &mut self.laid {
+            if laid.entry == WalkEntry::Directory {
+                let full = self.root.join(path);
+                let meta = fs::symlink_metadata(&full).map_err(|err| io_error(&full, err))?;
+                laid.stamp = Some(Stamp::of(&meta));
+            }
+        }
+        self.sealed_at = SystemTime::now();
+        Ok(())
     }
 
     /// Lays out `entries` (each directory before what is in it, as a walk lists them)
@@ -65,8 +121,10 @@ impl Tree {
         entries: &[(PathBuf, WalkEntry)],
         store: &Store,
     ) -> Result<(), LayoutError> {
+        // What an earlier job's tree still holds as asked needs nothing from the store.
         let digests: Vec<Digest> = entries
             .iter()
+            .filter(|(path, node)| !self.holds(path, node))
             .filter_map(|(_, node)| match node {
                 WalkEntry::File { digest, .. } => Some(*digest),
                 _ => None,
@@ -82,6 +140,9 @@ impl Tree {
         for (path, node) in entries {
             let path = relative(path)
                 .ok_or_else(|| refused(format!("the tree has an invalid path {path:?}")))?;
+            if self.holds(&path, node) {
+                continue;
+            }
             match node {
                 WalkEntry::Directory => self.directory(&path)?,
                 WalkEntry::File {
@@ -101,19 +162,28 @@ impl Tree {
         }
     }
 
+    /// Whether `entry` is laid out at `path` already (by an earlier job, kept by `prune`).
+    fn holds(&self, path: &Path, entry: &WalkEntry) -> bool {
+        self.laid.get(path).is_some_and(|laid| laid.entry == *entry)
+    }
+
     /// Makes `path` (relative to the root) and its parents as directories of our own,
     /// refusing to pass through anything else (a symlink or file of the tree).
     pub fn directory(&mut self, path: &Path) -> Result<(), LayoutError> {
         let mut prefix = PathBuf::new();
         for component in path.components() {
             prefix.push(component);
-            if self.made.contains(&prefix) {
+            if self.holds(&prefix, &WalkEntry::Directory) {
                 continue;
             }
             let full = self.root.join(&prefix);
             match make_dir(&full) {
                 Ok(()) => {
-                    self.made.insert(prefix.clone());
+                    let laid = Laid {
+                        entry: WalkEntry::Directory,
+                        stamp: None,
+                    };
+                    self.laid.insert(prefix.clone(), laid);
                 }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                     return Err(refused(format!(
@@ -246,13 +316,25 @@ impl Tree {
             file.set_times(FileTimes::new().set_modified(time))
                 .map_err(|err| io_error(&full, err))?;
         }
+        let meta = file.metadata().map_err(|err| io_error(&full, err))?;
+        let entry = WalkEntry::File {
+            digest: *digest,
+            executable,
+            mtime,
+        };
+        self.remember(path, entry, &meta);
         Ok(())
+    }
+
+    fn remember(&mut self, path: &Path, entry: WalkEntry, meta: &Metadata) {
+        let stamp = Some(Stamp::of(meta));
+        self.laid.insert(path.to_path_buf(), Laid { entry, stamp });
     }
 
     fn symlink(&mut self, path: &Path, target: &str) -> Result<(), LayoutError> {
         let parent = path.parent().unwrap_or(Path::new(""));
         self.directory(parent)?;
-        let target = if target.starts_with('/') {
+        let made_target = if target.starts_with('/') {
             format!("{}{target}", self.root.display())
         } else if climbs_out(parent, target) {
             return Err(refused(format!(
@@ -264,12 +346,18 @@ impl Tree {
         };
         let full = self.root.join(path);
         // symlink(2) never follows its last component and fails on anything there.
-        std::os::unix::fs::symlink(&target, &full).map_err(|err| match err.kind() {
+        std::os::unix::fs::symlink(&made_target, &full).map_err(|err| match err.kind() {
             io::ErrorKind::AlreadyExists => {
                 refused(format!("the tree lists {} twice", client_path(path)))
             }
             _ => io_error(&full, err),
-        })
+        })?;
+        let meta = fs::symlink_metadata(&full).map_err(|err| io_error(&full, err))?;
+        let entry = WalkEntry::Symlink {
+            target: target.to_string(),
+        };
+        self.remember(path, entry, &meta);
+        Ok(())
     }
 }
 

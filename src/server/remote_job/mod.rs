@@ -29,6 +29,7 @@
 mod depfile;
 mod materialise;
 mod policy;
+mod warm;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ use crate::protocol::mux::remote::RemoteAnswer;
 pub use crate::protocol::mux::remote::{RemoteCompile, RemoteJob};
 use crate::tree::{self, WalkEntry, WalkError};
 use materialise::{LayoutError, Tree};
+use warm::WarmTree;
+pub use warm::WarmTrees;
 
 /// Environment the client may set besides its locale ([`PASSED_ENVIRONMENT`]): both
 /// change what a compile writes exactly as they would locally (`__TIMESTAMP__` is the
@@ -56,6 +59,9 @@ const PASSED_FOR_OUTPUT: &[&str] = &["TZ", "SOURCE_DATE_EPOCH"];
 /// Name of the dependency file the box asks for when the user asked for none, in the
 /// job directory (outside the tree, so no client path can name it).
 const OWN_DEP_FILE: &str = "sshcc-deps.d";
+
+/// The tree's directory in the job directory.
+const TREE_DIR: &str = "root";
 
 /// Why a remote job produced no [`RemoteCompile`].
 #[derive(Debug, thiserror::Error)]
@@ -105,18 +111,28 @@ impl RemoteJobError {
     }
 }
 
-/// Runs `job` on its tree from `store` unless `cancelled` resolves first, and counts it
-/// in the box's counters (a job sent back for missing blobs is not counted: its retry
-/// is).
+/// Runs `job` on its tree from `store` (in a tree an earlier job left in `trees`, when
+/// one is idle) unless `cancelled` resolves first, and counts it in the box's counters
+/// (a job sent back for missing blobs is not counted: its retry is).
 pub async fn run(
     job: &RemoteJob,
     store: Arc<Store>,
+    trees: &WarmTrees,
     allowlist: Result<Allowlist, AllowlistError>,
     settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
 ) -> Result<RemoteCompile, RemoteJobError> {
     let mut started = None;
-    let result = run_uncounted(job, store, allowlist, settings, cancelled, &mut started).await;
+    let result = run_uncounted(
+        job,
+        store,
+        trees,
+        allowlist,
+        settings,
+        cancelled,
+        &mut started,
+    )
+    .await;
     let compile_time = started.map(|started: Instant| started.elapsed());
     let ended = match (&result, compile_time) {
         (Err(RemoteJobError::Missing(_)), _) => return result,
@@ -144,6 +160,7 @@ struct Prepared {
 async fn run_uncounted(
     job: &RemoteJob,
     store: Arc<Store>,
+    trees: &WarmTrees,
     allowlist: Result<Allowlist, AllowlistError>,
     settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
@@ -157,35 +174,55 @@ async fn run_uncounted(
             message: err.to_string(),
         })?;
     check_strings(job)?;
-    let job_dir = tempfile::Builder::new()
-        .prefix("sshcc-job-")
-        .tempdir()
-        .map_err(|err| {
-            RemoteJobError::Internal(format!(
-                "cannot create a job directory in {}: {err}",
-                std::env::temp_dir().display()
-            ))
-        })?;
+    let (job_dir, mut tree) = match trees.take() {
+        Some(warm) => (warm.job_dir, Some(warm.tree)),
+        None => {
+            let job_dir = tempfile::Builder::new()
+                .prefix("sshcc-job-")
+                .tempdir()
+                .map_err(|err| {
+                    RemoteJobError::Internal(format!(
+                        "cannot create a job directory in {}: {err}",
+                        std::env::temp_dir().display()
+                    ))
+                })?;
+            (job_dir, None)
+        }
+    };
     let result = run_in(
         job,
         &compiler,
         job_dir.path(),
+        &mut tree,
         store,
         settings,
         cancelled,
         compiler_started,
     )
     .await;
-    // Removing a tree of thousands of files is blocking I/O too.
-    let _ = tokio::task::spawn_blocking(move || drop(job_dir)).await;
+    // What `run_in` handed back is fit for the next job; anything else is removed,
+    // which for a tree of thousands of files is blocking I/O too.
+    let unkept = match tree {
+        Some(tree) => trees
+            .keep(WarmTree { job_dir, tree })
+            .map(|warm| warm.job_dir),
+        None => Some(job_dir),
+    };
+    if let Some(job_dir) = unkept {
+        let _ = tokio::task::spawn_blocking(move || drop(job_dir)).await;
+    }
     result
 }
 
-/// [`run_uncounted`] in the job directory `job_dir`.
+/// [`run_uncounted`] in the job directory `job_dir`, on the tree an earlier job left in
+/// it (`tree`, or a new one when `None`); `tree` holds the tree afterwards when a later
+/// job may take it over.
+#[allow(clippy::too_many_arguments)]
 async fn run_in(
     job: &RemoteJob,
     compiler: &str,
     job_dir: &Path,
+    tree: &mut Option<Tree>,
     store: Arc<Store>,
     settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
@@ -196,7 +233,7 @@ async fn run_in(
     if let Some(pwd) = &job.pwd {
         client_dir(pwd, "$PWD")?;
     }
-    let root_dir = job_dir.join("root");
+    let root_dir = job_dir.join(TREE_DIR);
     let root = usable_root(&root_dir)?;
     let own_dep_file = job_dir.join(OWN_DEP_FILE);
     let argv: Vec<String> = std::iter::once(job.compiler.clone())
@@ -214,14 +251,19 @@ async fn run_in(
     let env = environment(job, &root)?;
 
     let preparing = {
-        let (root_dir, cwd, outputs) = (root_dir.clone(), cwd.clone(), job.outputs.clone());
+        let (job_dir, cwd, outputs) = (job_dir.to_path_buf(), cwd.clone(), job.outputs.clone());
         let (specs, user_dep_file) = (command.specs.clone(), command.user_dep_file.clone());
         let tree_root = job.root;
         let max_input = settings.max_input;
+        let earlier = tree.take();
         tokio::task::spawn_blocking(move || {
             let entries = walk_tree(&tree_root, max_input, &store)?;
+            let tree = match earlier {
+                Some(tree) => take_over(tree, &job_dir, &entries, &cwd)?,
+                None => Tree::create(job_dir.join(TREE_DIR)).map_err(layout_error)?,
+            };
             prepare(
-                root_dir,
+                tree,
                 &entries,
                 &store,
                 &cwd,
@@ -264,15 +306,40 @@ async fn run_in(
         outputs: Vec::new(),
         deps: Vec::new(),
     };
-    if ran.status == 0 {
+    let prepared = if ran.status == 0 {
         let root = root.clone();
-        let (outputs, deps) =
-            tokio::task::spawn_blocking(move || collect(&prepared, &root, &own_dep_file))
-                .await
-                .map_err(|err| RemoteJobError::Internal(err.to_string()))??;
-        (compile.outputs, compile.deps) = (outputs, deps);
-    }
+        let (prepared, collected) = tokio::task::spawn_blocking(move || {
+            let collected = collect(&prepared, &root, &own_dep_file);
+            (prepared, collected)
+        })
+        .await
+        .map_err(|err| RemoteJobError::Internal(err.to_string()))?;
+        (compile.outputs, compile.deps) = collected?;
+        prepared
+    } else {
+        prepared
+    };
+    *tree = Some(prepared.tree);
     Ok(compile)
+}
+
+/// The tree an earlier job left in `job_dir`, pruned to what `entries` and the working
+/// directory `cwd` ask for, with nothing beside it (blocking I/O).
+fn take_over(
+    mut tree: Tree,
+    job_dir: &Path,
+    entries: &[(PathBuf, WalkEntry)],
+    cwd: &Path,
+) -> Result<Tree, RemoteJobError> {
+    let failed = |err: std::io::Error| {
+        RemoteJobError::Internal(format!(
+            "cannot reuse the job directory {}: {err}",
+            job_dir.display()
+        ))
+    };
+    warm::clear_beside(job_dir, TREE_DIR.as_ref()).map_err(failed)?;
+    tree.prune(entries, cwd).map_err(failed)?;
+    Ok(tree)
 }
 
 /// The entries of the tree `tree_root`, at most `max_input` bytes of files in all
@@ -308,7 +375,7 @@ fn walk_tree(
 /// Lays the tree's `entries` out under `root` with the directories the compile needs
 /// (blocking I/O).
 fn prepare(
-    root: PathBuf,
+    mut tree: Tree,
     entries: &[(PathBuf, WalkEntry)],
     store: &Store,
     cwd: &Path,
@@ -327,7 +394,6 @@ fn prepare(
             "refused argument \"-specs={name}\": a specs file sent with the job can run any program"
         )));
     }
-    let mut tree = Tree::create(root).map_err(layout_error)?;
     tree.fill(entries, store).map_err(layout_error)?;
     tree.directory(cwd).map_err(layout_error)?;
     let outputs = outputs
@@ -339,6 +405,7 @@ fn prepare(
         .map(|path| tree.output(cwd, path))
         .transpose()
         .map_err(layout_error)?;
+    tree.seal().map_err(layout_error)?;
     Ok(Prepared {
         tree,
         outputs,
