@@ -4,8 +4,8 @@
 # compilers (gcc, g++, and arm-none-eabi-gcc with newlib's nano.specs and its C++
 # library for the cross-compiler tests), make, ccache, tmux (sshcc mon on a real terminal),
 # iproute2 (network namespaces for the bastion test), binutils (objdump
-# compares DWARF line tables) and PostgreSQL 15 (the scheduler database of the
-# BuildGrid engine of the REAPI tests); then BuildGrid 0.9.1 itself, from PyPI
+# compares DWARF line tables), PostgreSQL 15 (the scheduler database of the
+# BuildGrid engine of the REAPI tests) and openssl (their private CA); then BuildGrid 0.9.1 itself, from PyPI
 # into a venv at target/buildgrid-venv or $BUILDGRID_VENV (tests/reapi/engine.sh
 # runs it), with a Python 3.13 from $BUILDGRID_PYTHON, PATH or pyenv. Idempotent:
 # does nothing when everything is present.
@@ -38,6 +38,7 @@ required=(
   /usr/lib/arm-none-eabi/lib/nano.specs libnewlib-arm-none-eabi
   /usr/include/newlib/c++ libstdc++-arm-none-eabi-newlib
   /usr/lib/postgresql/15/bin/initdb postgresql
+  openssl openssl
 )
 
 repo=$(cd "$(dirname "$0")/.." && pwd)

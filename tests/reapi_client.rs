@@ -3,7 +3,8 @@
 //! byte a local `gcc -c`'s; the same action again answered by the action cache; a
 //! blob over the batch limit by ByteStream both ways; a compile error's exit status
 //! and stderr; an Execute whose connection is cut mid-run taken up again by
-//! WaitExecution.
+//! WaitExecution; TLS with a private CA, a client certificate and a name override,
+//! and what happens without each.
 //!
 //! One engine serves every case (starting one takes about 15 s), so the cases run in
 //! order in one test; it is stopped however the test ends. Skipped, saying why, on a
@@ -19,10 +20,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::reapi_engine::ReapiEngine;
+use common::reapi_engine::{ReapiEngine, TLS_SERVER_NAME};
 use sshcc::digest::Digest;
 use sshcc::reapi::{
-    Authorization, CommandSpec, Endpoint, ReapiClient, ReapiError, from_proto, proto,
+    Authorization, ClientIdentity, CommandSpec, Endpoint, ReapiClient, ReapiError, TlsSettings,
+    from_proto, proto,
 };
 use sshcc::tree::{Entry, InputTree, Timestamp};
 
@@ -63,6 +65,9 @@ fn reapi_client_against_buildgrid() {
         let started = Instant::now();
         execute_survives_a_cut_connection(&lab).await;
         step("cut connection", started);
+        let started = Instant::now();
+        mutual_tls(&lab).await;
+        step("mutual TLS", started);
     });
 }
 
@@ -413,4 +418,59 @@ async fn execute_survives_a_cut_connection(lab: &Lab<'_>) {
         runs_before + 1,
         "the action ran twice"
     );
+}
+
+async fn mutual_tls(lab: &Lab<'_>) {
+    let files = lab.engine.tls_files();
+    // The host list's spelling of grpcs://.
+    let url = lab.engine.tls_endpoint().replace("grpcs://", "reapis://");
+    let mut endpoint = Endpoint::parse(&url).unwrap();
+    endpoint.tls = Some(TlsSettings {
+        ca_certificates: Some(files.ca.clone()),
+        client_identity: Some(ClientIdentity {
+            certificate: files.client_certificate.clone(),
+            key: files.client_key.clone(),
+        }),
+        domain_name: Some(TLS_SERVER_NAME.into()),
+    });
+    let client = ReapiClient::connect(&endpoint).expect("TLS client");
+    let capabilities = client.capabilities().await.expect("capabilities over TLS");
+    assert!(capabilities.exec_enabled);
+    // The same CAS as the plaintext port's.
+    let blob = b"sent over TLS".as_slice();
+    client
+        .upload(&[(Digest::of(blob), blob)])
+        .await
+        .expect("upload over TLS");
+    assert_eq!(lab.client.download(&Digest::of(blob)).await.unwrap(), blob);
+
+    let without = |change: fn(&mut TlsSettings)| {
+        let mut endpoint = endpoint.clone();
+        change(endpoint.tls.as_mut().unwrap());
+        endpoint
+    };
+    // The engine ends the handshake of a client without a certificate (TLS 1.3: after
+    // the client thinks it is done, so the call sees its connection go, CANCELLED);
+    // the client refuses a server certificate it cannot verify, saying why.
+    for (what, endpoint, says) in [
+        (
+            "no client certificate",
+            without(|tls| tls.client_identity = None),
+            "",
+        ),
+        (
+            "the system's roots",
+            without(|tls| tls.ca_certificates = None),
+            "UnknownIssuer",
+        ),
+        (
+            "no name override",
+            without(|tls| tls.domain_name = None),
+            "not valid for name",
+        ),
+    ] {
+        let client = ReapiClient::connect(&endpoint).expect("TLS client");
+        let err = client.capabilities().await.expect_err(what);
+        assert!(err.to_string().contains(says), "{what}: {err}");
+    }
 }

@@ -3,14 +3,30 @@
 //! directory, stopped (`engine.sh down`) and removed when dropped, a failing test's
 //! unwinding included. Its processes get a private HOME, XDG directories and TMPDIR
 //! under that directory.
+//!
+//! The engine also serves on a TLS port that requires a client certificate: a private
+//! CA made here with openssl signs the server's certificate (for [`TLS_SERVER_NAME`]
+//! only, not for 127.0.0.1) and the client's ([`ReapiEngine::tls_files`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The only name the TLS port's certificate is valid for.
+pub const TLS_SERVER_NAME: &str = "reapi.test";
 
 /// A running engine.
 pub struct ReapiEngine {
     dir: tempfile::TempDir,
     endpoint: String,
+    tls_endpoint: String,
+}
+
+/// The PEM files a client of the TLS port needs.
+pub struct TlsFiles {
+    /// The private CA that signed the server's and the client's certificates.
+    pub ca: PathBuf,
+    pub client_certificate: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl ReapiEngine {
@@ -27,6 +43,7 @@ impl ReapiEngine {
                 PathBuf::from("/usr/lib/postgresql/15/bin/initdb"),
                 "PostgreSQL 15",
             ),
+            (PathBuf::from("/usr/bin/openssl"), "openssl"),
         ] {
             if !needed.exists() {
                 eprintln!(
@@ -42,31 +59,54 @@ impl ReapiEngine {
         set_mode(dir.path(), 0o755);
         let mut engine = ReapiEngine {
             endpoint: String::new(),
+            tls_endpoint: String::new(),
             dir,
         };
-        for private in ["home", "tmp", "xdg/state", "xdg/cache", "xdg/config"] {
+        for private in ["home", "tmp", "xdg/state", "xdg/cache", "xdg/config", "tls"] {
             std::fs::create_dir_all(engine.dir.path().join(private)).expect("private dir");
         }
+        engine.make_certificates();
         let output = engine
             .engine_sh("up")
+            .env("ENGINE_TLS_DIR", engine.dir.path().join("tls"))
             .output()
             .expect("running tests/reapi/engine.sh up");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let endpoint = stdout.lines().last().unwrap_or_default().trim().to_owned();
+        let line = |scheme: &str| {
+            let line = stdout.lines().find(|line| line.starts_with(scheme));
+            line.unwrap_or_default().trim().to_owned()
+        };
+        (engine.endpoint, engine.tls_endpoint) = (line("grpc://"), line("grpcs://"));
         assert!(
-            output.status.success() && endpoint.starts_with("grpc://"),
+            output.status.success()
+                && !engine.endpoint.is_empty()
+                && !engine.tls_endpoint.is_empty(),
             "engine.sh up failed ({}): {}{}",
             output.status,
             stdout,
             String::from_utf8_lossy(&output.stderr)
         );
-        engine.endpoint = endpoint;
         Some(engine)
     }
 
     /// `grpc://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// `grpcs://127.0.0.1:PORT`: TLS, with a client certificate required.
+    pub fn tls_endpoint(&self) -> &str {
+        &self.tls_endpoint
+    }
+
+    /// The CA and client certificate for [`ReapiEngine::tls_endpoint`].
+    pub fn tls_files(&self) -> TlsFiles {
+        let tls = self.dir.path().join("tls");
+        TlsFiles {
+            ca: tls.join("ca.crt"),
+            client_certificate: tls.join("client.crt"),
+            client_key: tls.join("client.key"),
+        }
     }
 
     /// The port the engine serves on.
@@ -94,6 +134,90 @@ impl ReapiEngine {
                 format!("--- {name} (last lines)\n{}\n", tail.join("\n"))
             })
             .collect()
+    }
+
+    /// A CA, and the server's and the client's certificates it signs (P-256 keys).
+    fn make_certificates(&self) {
+        let tls = self.dir.path().join("tls");
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .env("HOME", self.dir.path().join("home"))
+                .output()
+                .expect("running openssl");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let ca = [
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sshcc test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ];
+        openssl(&[&["req", "-x509"][..], &new_key, &ca].concat());
+        for (name, extensions, serial) in [
+            (
+                "server",
+                format!("extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{TLS_SERVER_NAME}"),
+                "2",
+            ),
+            ("client", "extendedKeyUsage=clientAuth".to_owned(), "3"),
+        ] {
+            let file = |extension: &str| format!("{name}.{extension}");
+            std::fs::write(
+                tls.join(file("ext")),
+                format!("basicConstraints=CA:FALSE\n{extensions}\n"),
+            )
+            .unwrap();
+            let subject = format!("/CN=sshcc test {name}");
+            let request = [
+                "-keyout",
+                &file("key"),
+                "-out",
+                &file("csr"),
+                "-subj",
+                &subject,
+            ];
+            openssl(&[&["req"][..], &new_key, &request].concat());
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &file("csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                serial,
+                "-days",
+                "2",
+                "-extfile",
+                &file("ext"),
+                "-out",
+                &file("crt"),
+            ]);
+        }
+        std::fs::copy(tls.join("ca.crt"), tls.join("client-ca.crt")).unwrap();
     }
 
     fn root(&self) -> PathBuf {

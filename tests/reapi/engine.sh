@@ -7,7 +7,10 @@
 #   tests/reapi/engine.sh down ROOT   # stops all of it (ROOT may then be removed)
 #
 # BUILDGRID_VENV: the venv holding bgd (default: the checkout's target/buildgrid-venv,
-# which scripts/install-deps.sh makes). Each `up` starts from an empty database: a
+# which scripts/install-deps.sh makes). ENGINE_TLS_DIR: a directory of server.crt,
+# server.key and client-ca.crt (PEM); if set, the engine also serves on a TLS port
+# that requires a client certificate signed by client-ca.crt, printed second as
+# grpcs://127.0.0.1:PORT. Each `up` starts from an empty database: a
 # database kept from an earlier run remembers its bots, and hands jobs to dead ones.
 set -euo pipefail
 
@@ -103,8 +106,24 @@ up() {
 
   grpc_port=$(free_port)
   sed -e "s|@PORT@|$grpc_port|" -e "s|@DATABASE@|$database|" "$here/server.yml.in" >"$root/server.yml"
+  local tls_port=
+  if [[ -n ${ENGINE_TLS_DIR:-} ]]; then
+    tls_port=$(free_port)
+    # A second channel, after the `server:` line.
+    awk -v port="$tls_port" -v dir="$ENGINE_TLS_DIR" '{ print } /^server:$/ {
+      print "  - !channel"
+      print "    address: \"127.0.0.1:" port "\""
+      print "    insecure-mode: false"
+      print "    credentials:"
+      print "      tls-server-key: " dir "/server.key"
+      print "      tls-server-cert: " dir "/server.crt"
+      print "      tls-client-certs: " dir "/client-ca.crt"
+    }' "$root/server.yml" >"$root/server.yml.tls"
+    mv "$root/server.yml.tls" "$root/server.yml"
+  fi
   start server "$venv/bin/bgd" server start -v "$root/server.yml"
   wait_for_port "$grpc_port" "BuildGrid" "$root/server.log"
+  [[ -z $tls_port ]] || wait_for_port "$tls_port" "BuildGrid (TLS)" "$root/server.log"
   BOT_REMOTE=127.0.0.1:$grpc_port start bot "$venv/bin/python" -u "$here/bot.py"
   for _ in $(seq 1 600); do
     grep -q "session" "$root/bot.log" 2>/dev/null && break
@@ -117,6 +136,7 @@ up() {
   }
   trap - EXIT
   echo "grpc://127.0.0.1:$grpc_port" | tee "$root/endpoint"
+  [[ -z $tls_port ]] || echo "grpcs://127.0.0.1:$tls_port" | tee "$root/tls-endpoint"
 }
 
 down() {
