@@ -17,7 +17,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::{Stamp, Tree, relative};
+use super::Stamp;
+use super::Tree;
+use super::relative;
 use crate::digest::Digest;
 use crate::tree::WalkEntry;
 
