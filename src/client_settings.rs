@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, ReapiCache};
 use crate::exit_code::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostsError};
 use crate::toolchain::Policy;
@@ -38,6 +38,9 @@ pub struct ClientSettings {
     pub no_rewrite_cross: bool,
     /// `SSHCC_PREPROCESS`: where sources are preprocessed.
     pub preprocess: Preprocess,
+    /// `SSHCC_REAPI_CACHE`: how REAPI engines' action caches are used (None: each
+    /// endpoint's config, default readwrite).
+    pub reapi_cache: Option<ReapiCache>,
 }
 
 /// Where a job's sources are preprocessed (`SSHCC_PREPROCESS`).
@@ -128,6 +131,12 @@ impl ClientSettings {
                         "SSHCC_PREPROCESS={value:?}: use auto, remote, directives-only or classic"
                     )
                 })?,
+            },
+            reapi_cache: match var("SSHCC_REAPI_CACHE") {
+                None => None,
+                Some(value) => Some(ReapiCache::parse(&value).ok_or_else(|| {
+                    format!("SSHCC_REAPI_CACHE={value:?}: use read, readwrite or off")
+                })?),
             },
         })
     }

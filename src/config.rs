@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::toolchain::Policy;
 
@@ -35,6 +35,61 @@ pub struct Config {
     /// Per-host settings, by the host name used in the host list.
     #[serde(default)]
     pub host: BTreeMap<String, HostConfig>,
+    /// Per-endpoint settings of REAPI hosts (`reapi://HOST:PORT`), by `HOST:PORT`.
+    #[serde(default)]
+    pub reapi: BTreeMap<String, ReapiConfig>,
+}
+
+/// Settings for one REAPI endpoint. Secrets are never in the file or the host list:
+/// the authorization header's token comes from an environment variable or a
+/// credential helper's output, read when the daemon connects.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReapiConfig {
+    /// REAPI's instance name (default: the engine's default instance, "").
+    pub instance_name: Option<String>,
+    /// PEM file of the CAs to trust for `reapis://` instead of the system's roots.
+    pub ca_certificates: Option<PathBuf>,
+    /// PEM files of a client certificate and its key, for mutual TLS.
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, if not the host's.
+    pub tls_server_name: Option<String>,
+    /// An environment variable holding the token sent as `authorization: Bearer …`.
+    pub authorization_env: Option<String>,
+    /// A command (run by `sh -c`) whose output is that token, for credential helpers.
+    pub authorization_command: Option<String>,
+    /// Platform properties a worker must match; default `OSFamily` and `ISA` of this
+    /// machine.
+    #[serde(default)]
+    pub platform: BTreeMap<String, String>,
+    /// How the engine's shared action cache is used (`SSHCC_REAPI_CACHE` wins).
+    pub cache: Option<ReapiCache>,
+}
+
+/// How jobs use a REAPI engine's action cache (`SSHCC_REAPI_CACHE`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReapiCache {
+    /// Look results up; what runs is not cached (`do_not_cache`).
+    Read,
+    /// Look results up, and let the engine cache what runs (the default; the
+    /// cluster's own policy still decides who may write).
+    #[default]
+    ReadWrite,
+    /// Neither: every job runs.
+    Off,
+}
+
+impl ReapiCache {
+    pub fn parse(value: &str) -> Option<ReapiCache> {
+        Some(match value {
+            "read" => ReapiCache::Read,
+            "readwrite" | "" => ReapiCache::ReadWrite,
+            "off" => ReapiCache::Off,
+            _ => return None,
+        })
+    }
 }
 
 /// Settings for one host.
@@ -80,6 +135,22 @@ impl Config {
         Ok(config)
     }
 
+    /// The `[reapi]` tables as TOML, for the daemon (empty when there are none).
+    pub fn reapi_as_toml(&self) -> String {
+        if self.reapi.is_empty() {
+            return String::new();
+        }
+        toml::to_string(&self.reapi).expect("plain strings and paths serialize")
+    }
+
+    /// [`Config::reapi_as_toml`]'s text read back.
+    pub fn reapi_from_toml(text: &str) -> anyhow::Result<BTreeMap<String, ReapiConfig>> {
+        if text.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        toml::from_str(text).context("REAPI settings from the wrapper")
+    }
+
     /// The remote command configured for `host`, if any.
     pub fn command_for(&self, host: &str) -> Option<&str> {
         self.host
@@ -101,6 +172,19 @@ mod tests {
             Some("/home/build/.local/bin/sshcc")
         );
         assert_eq!(config.backoff_period, Some(60));
+    }
+
+    #[test]
+    fn reapi_settings_travel_as_toml() {
+        let config = Config::parse(
+            "[reapi.\"sched:8980\"]\ninstance_name = \"main\"\nauthorization_env = \"TOKEN\"\n\
+             platform = { OSFamily = \"linux\" }\n",
+        )
+        .unwrap();
+        let text = config.reapi_as_toml();
+        assert_eq!(Config::reapi_from_toml(&text).unwrap(), config.reapi);
+        assert_eq!(config.reapi["sched:8980"].platform["OSFamily"], "linux");
+        assert!(Config::parse("[reapi.x]\ntoken = \"secret\"").is_err());
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub enum HostKind {
     Ssh,
     Tcp,
     Local,
+    Reapi,
 }
 
 /// One host entry and what it has done since the daemon started.
@@ -84,6 +85,9 @@ pub struct HostStatus {
     pub blobs_sent: u64,
     #[serde(default)]
     pub blob_bytes_sent: u64,
+    /// Jobs a REAPI engine answered from its shared action cache.
+    #[serde(default)]
+    pub cache_hits: u64,
 }
 
 impl HostStatus {
@@ -163,6 +167,9 @@ pub struct HostStats {
     pub bytes_received: u64,
     /// Milliseconds from sending a job to its answer, summed.
     pub remote_ms: u64,
+    /// Of `remote_jobs`, those a REAPI engine answered from its action cache.
+    #[serde(default)]
+    pub cache_hits: u64,
 }
 
 /// `850ms`, `12.3s`, `4m05s`, `2h10m`.

@@ -218,20 +218,21 @@ pub fn render_stats(stats: &Stats, now: u64) -> String {
     if !stats.hosts.is_empty() {
         let _ = writeln!(
             out,
-            "{:<width$} {:>7} {:>8} {:>9} {:>9} {:>10}",
-            "HOST", "JOBS", "FAILURES", "SENT", "RECEIVED", "BOX TIME"
+            "{:<width$} {:>7} {:>8} {:>9} {:>9} {:>10} {:>10}",
+            "HOST", "JOBS", "FAILURES", "SENT", "RECEIVED", "BOX TIME", "CACHE HITS"
         );
     }
     for host in &stats.hosts {
         let _ = writeln!(
             out,
-            "{:<width$} {:>7} {:>8} {:>9} {:>9} {:>10}",
+            "{:<width$} {:>7} {:>8} {:>9} {:>9} {:>10} {:>10}",
             host.host,
             host.remote_jobs,
             host.failures,
             bytes(host.bytes_sent),
             bytes(host.bytes_received),
-            duration(host.remote_ms)
+            duration(host.remote_ms),
+            host.cache_hits
         );
     }
     out

@@ -78,6 +78,9 @@ pub struct Acquire {
     /// The source file as the build named it, and the wrapper's pid (`sshcc status`).
     pub file: String,
     pub pid: u32,
+    /// config.toml's `[reapi]` tables as TOML (empty: none), `SSHCC_REAPI_CACHE`
+    /// applied.
+    pub reapi_settings: String,
 }
 
 impl Acquire {
@@ -101,6 +104,7 @@ impl Acquire {
             .strings(&self.toolchain_policies)
             .str(&self.file)
             .u32(self.pid)
+            .str(&self.reapi_settings)
             .finish()
     }
 
@@ -121,6 +125,7 @@ impl Acquire {
             toolchain_policies: reader.strings()?,
             file: reader.string()?,
             pid: reader.u32()?,
+            reapi_settings: reader.string()?,
         })
     }
 }
@@ -177,6 +182,7 @@ impl Assigned {
                 .u8(match flavour {
                     Flavour::Sshcc => 0,
                     Flavour::Distccd => 1,
+                    Flavour::Reapi => 2,
                 })
                 .u8(u8::from(no_remote_preprocessing.is_some()))
                 .str(no_remote_preprocessing.as_deref().unwrap_or(""))
@@ -194,6 +200,7 @@ impl Assigned {
                 let flavour = match reader.u8()? {
                     0 => Flavour::Sshcc,
                     1 => Flavour::Distccd,
+                    2 => Flavour::Reapi,
                     _ => return Err(WireError("unknown flavour")),
                 };
                 let no_remote_preprocessing = match reader.u8()? {
@@ -316,6 +323,7 @@ mod tests {
             toolchain_policies: vec!["*=strict".into(), "old=version".into()],
             file: "src/x.c".into(),
             pid: 4242,
+            reapi_settings: "[\"a:1\"]\ninstance_name = \"main\"\n".into(),
         };
         assert_eq!(Acquire::decode(&acquire.encode()).unwrap(), acquire);
         for assigned in [
@@ -328,6 +336,11 @@ mod tests {
                 host: "@c".into(),
                 flavour: Flavour::Sshcc,
                 no_remote_preprocessing: None,
+            },
+            Assigned::Remote {
+                host: "reapi://e:1".into(),
+                flavour: Flavour::Reapi,
+                no_remote_preprocessing: Some("not yet".into()),
             },
             Assigned::Local {
                 host: "localhost".into(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ipc::{Acquire, Assigned, Placement, RemoteReply, RemoteRequest};
+use crate::config::Config;
 use crate::dispatch::remote::{self, JobFailure};
 use crate::dispatch::tracker::LocalReason;
 use crate::dispatch::{Assignment, Dispatcher, LocalSlot, RemoteSlot, Route, ToolchainCheck};
@@ -94,6 +95,15 @@ impl Session {
                 };
             }
         };
+        let reapi = match Config::reapi_from_toml(&request.reapi_settings) {
+            Ok(reapi) => reapi,
+            Err(err) => {
+                return Placement {
+                    assigned: Assigned::NoHosts(format!("{err:#}")),
+                    notices: Vec::new(),
+                };
+            }
+        };
         let route = Route {
             hosts: specs,
             ssh: crate::ssh::config::ClientOptions {
@@ -104,6 +114,7 @@ impl Session {
             backoff: self.backoff,
             excluded: request.excluded.clone(),
             toolchain: toolchain_check(request),
+            reapi,
         };
         let (assignment, notices) = self.dispatcher.acquire(&route).await;
         let assigned = match assignment {

@@ -56,6 +56,7 @@ impl Dispatcher {
                 HostKind::Tcp { .. } => status::HostKind::Tcp,
                 HostKind::Ssh { .. } => status::HostKind::Ssh,
                 HostKind::Local => status::HostKind::Local,
+                HostKind::Reapi { .. } => status::HostKind::Reapi,
             },
             slots_total: host.spec.slots,
             slots_busy: *host.busy.lock().expect("busy lock"),
@@ -83,15 +84,17 @@ impl Dispatcher {
             blobs_missing: store.missing.load(Ordering::Relaxed),
             blobs_sent: store.sent.load(Ordering::Relaxed),
             blob_bytes_sent: store.bytes_sent.load(Ordering::Relaxed),
+            cache_hits: host.meter.reapi_cache_hits.load(Ordering::Relaxed),
         }
     }
 
-    /// Moves the bytes every host sent and received since the last call into the
-    /// tracker's counts (before they are written to the stats file).
+    /// Moves the bytes every host sent and received, and REAPI cache hits, since the
+    /// last call into the tracker's counts (before they are written to the stats file).
     pub fn book_traffic(&self) {
         for host in self.host_states() {
             let (sent, received) = host.meter.traffic.take_unbooked();
             self.tracker.bytes(&host.spec.text, sent, received);
+            (self.tracker).cache_hits(&host.spec.text, host.meter.take_unbooked_cache_hits());
         }
     }
 }

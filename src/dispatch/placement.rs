@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::dispatcher::Dispatcher;
 use super::host::HostState;
-use super::link::{HostLink, RemoteIdentity};
+use super::link::{Flavour, HostLink, RemoteIdentity};
 use super::route::{Route, ToolchainCheck};
 use super::slots::{Assignment, LocalSlot, RemoteSlot};
 use crate::hosts::HostKind;
@@ -81,7 +81,7 @@ impl Dispatcher {
                     dispatcher: self.clone(),
                 });
             }
-            match self.link(&host).await {
+            match self.link(&host, route).await {
                 Ok(link) => {
                     if let Some(check) = &route.toolchain
                         && let ToolchainVerdict::Avoid(why) =
@@ -92,10 +92,17 @@ impl Dispatcher {
                         mismatched.push(host.spec.text.clone());
                         continue;
                     }
+                    let toolchain = match (&route.toolchain, link.flavour()) {
+                        (Some(check), Flavour::Reapi) => {
+                            self.local_fingerprint(&check.local).await.ok()
+                        }
+                        _ => None,
+                    };
                     return Assignment::Remote(RemoteSlot {
                         host,
                         link,
                         dispatcher: self.clone(),
+                        toolchain,
                     });
                 }
                 Err(err) => {
@@ -208,11 +215,19 @@ impl Dispatcher {
             .collect()
     }
 
-    /// The live connection to `host`, opened on first use and replaced when it died.
-    async fn link(&self, host: &HostState) -> anyhow::Result<Arc<HostLink>> {
+    /// The live connection to `host`, opened on first use and replaced when it died
+    /// (or, for a REAPI engine, when the route's settings for it changed).
+    async fn link(&self, host: &HostState, route: &Route) -> anyhow::Result<Arc<HostLink>> {
+        let reapi_config = match &host.spec.kind {
+            HostKind::Reapi { authority, .. } => {
+                Some(route.reapi.get(authority).cloned().unwrap_or_default())
+            }
+            _ => None,
+        };
         let mut link = host.link.lock().await;
         if let Some(existing) = link.as_ref()
             && !existing.is_closed()
+            && existing.reapi_config() == reapi_config.as_ref()
         {
             return Ok(existing.clone());
         }
@@ -236,6 +251,11 @@ impl Dispatcher {
             }
             HostKind::Tcp { host: name, port } => {
                 Arc::new(HostLink::tcp(name, *port, host.meter.clone()))
+            }
+            HostKind::Reapi { .. } => {
+                let url = host.spec.kind.reapi_url().expect("a REAPI entry");
+                let config = reapi_config.unwrap_or_default();
+                Arc::new(HostLink::reapi(&url, &config, host.meter.clone()).await?)
             }
             HostKind::Local => anyhow::bail!("{} runs locally", host.spec.text),
         };

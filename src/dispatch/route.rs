@@ -1,9 +1,11 @@
 //! What a wrapper asks for with each job: the hosts it may use ([`Route`]) and the
 //! compiler a box must share ([`ToolchainCheck`]), with the policy for each host.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::ReapiConfig;
 use crate::hosts::{HostKind, HostSpec};
 use crate::ssh::config::ClientOptions;
 use crate::toolchain::Policy;
@@ -20,6 +22,8 @@ pub struct Route {
     pub excluded: Vec<String>,
     /// The compiler whose toolchain a box must share; `None` skips the check.
     pub toolchain: Option<ToolchainCheck>,
+    /// config.toml's settings of REAPI endpoints, by `host:port`.
+    pub reapi: BTreeMap<String, ReapiConfig>,
 }
 
 /// A job's compiler, to be matched against each box's before the box gets the job.
@@ -37,6 +41,7 @@ impl ToolchainCheck {
     pub(super) fn policy_for(&self, spec: &HostSpec) -> Policy {
         let name = match &spec.kind {
             HostKind::Ssh { host, .. } | HostKind::Tcp { host, .. } => host.as_str(),
+            HostKind::Reapi { authority, .. } => authority.as_str(),
             HostKind::Local => "localhost",
         };
         let named = |wanted: &str| {

@@ -12,6 +12,7 @@ use super::link::{Flavour, HostLink, LinkError};
 use super::remote::{JobBlobs, JobFailure};
 use crate::mux::client::Observer;
 use crate::protocol::mux::remote::{RemoteCompile, RemoteJob};
+use crate::toolchain::Fingerprint;
 
 /// The outcome of asking for a slot.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub struct RemoteSlot {
     pub(super) host: Arc<HostState>,
     pub(super) link: Arc<HostLink>,
     pub(super) dispatcher: Arc<Dispatcher>,
+    /// The local compiler's toolchain, which a REAPI action names.
+    pub(super) toolchain: Option<Fingerprint>,
 }
 
 impl RemoteSlot {
@@ -51,7 +54,12 @@ impl RemoteSlot {
         io_timeout: Duration,
         observer: Option<Observer>,
     ) -> Result<Vec<u8>, LinkError> {
-        let running = self.link.run(job_payload, self.host.spec.lzo, observer);
+        let running = (self.link).run(
+            job_payload,
+            self.host.spec.lzo,
+            self.toolchain.as_ref(),
+            observer,
+        );
         match tokio::time::timeout(io_timeout, running).await {
             Ok(result) => {
                 if result.is_ok() {

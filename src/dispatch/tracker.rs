@@ -185,6 +185,13 @@ impl Tracker {
         });
     }
 
+    /// `hits` more jobs of `host` came from a REAPI engine's action cache.
+    pub fn cache_hits(&self, host: &str, hits: u64) {
+        if hits > 0 {
+            self.count(|stats| host_row(stats, host).cache_hits += hits);
+        }
+    }
+
     /// The job's wrapper is gone: count how the job ended and forget it.
     pub fn finish(&self, id: u64) {
         let Some(record) = self.jobs.lock().expect("jobs lock").remove(&id) else {
@@ -295,6 +302,7 @@ pub fn add(into: &mut Stats, delta: &Stats) {
         target.bytes_sent += row.bytes_sent;
         target.bytes_received += row.bytes_received;
         target.remote_ms += row.remote_ms;
+        target.cache_hits += row.cache_hits;
     }
     into.local_jobs += delta.local_jobs;
     into.fallback_jobs += delta.fallback_jobs;

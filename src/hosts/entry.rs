@@ -1,7 +1,8 @@
 //! One host entry as distcc's `dcc_parse_localhost`, `dcc_parse_ssh_host` and
 //! `dcc_parse_tcp_host` read it: `localhost[/N]`, `[user]@host[/N][:command]` and
 //! `host[:port][/N]` with their `,lzo`/`,cpp`/`,down` options, field by field over the
-//! rest of the whole text as distcc does, and the values sshcc cannot use rejected.
+//! rest of the whole text as distcc does, and the values sshcc cannot use rejected;
+//! and sshcc's own `reapi://host:port[/N]` / `reapis://…` entries.
 
 use super::cstr::{c_isspace, span, strtol};
 use super::error::HostsError;
@@ -16,6 +17,8 @@ const LOCALHOST_SLOTS: u32 = 2;
 const NAME_END: &[u8] = b"/: \t\n\r\x0c,";
 /// What ends a bracketed IPv6 address; `:` belongs to the address there.
 const IPV6_END: &[u8] = b"/] \t\n\r\x0c,";
+/// What ends a REAPI entry's `host:port` (an IPv6 address keeps its brackets).
+const AUTHORITY_END: &[u8] = b"/ \t\n\r\x0c,";
 /// What ends an SSH entry's remote command; it may contain `/`, `:` and `@`.
 const COMMAND_END: &[u8] = b" \t\n\r\x0c,";
 
@@ -25,7 +28,13 @@ pub(super) fn parse_entry(rest: &str, verbatim: &str) -> Result<HostSpec, HostsE
         .strip_prefix("localhost")
         .is_some_and(|tail| tail.is_empty() || tail.starts_with('/'));
     let mut fields = Fields::at(rest, verbatim, 0);
-    let (kind, slots, options) = if is_local {
+    let reapi_scheme = ["reapi://", "reapis://"]
+        .into_iter()
+        .find(|scheme| verbatim.starts_with(scheme));
+    let (kind, slots, options) = if let Some(scheme) = reapi_scheme {
+        fields.pos = scheme.len();
+        fields.reapi(scheme == "reapis://")?
+    } else if is_local {
         fields.pos = "localhost".len();
         let slots = fields.slots(LOCALHOST_SLOTS)?;
         (HostKind::Local, slots, Options::default())
@@ -143,6 +152,26 @@ impl<'a> Fields<'a> {
             slots,
             options,
         ))
+    }
+
+    /// After `reapi://` or `reapis://`: `HOST:PORT[/N]OPTIONS` (the engine checks the
+    /// authority when the daemon connects).
+    fn reapi(&mut self, tls: bool) -> Result<(HostKind, u32, Options), HostsError> {
+        let authority = self
+            .field(AUTHORITY_END)
+            .ok_or_else(|| HostsError::NoHostname {
+                entry: self.entry(),
+            })?
+            .to_owned();
+        let slots = self.slots(DEFAULT_SLOTS)?;
+        let options = self.options()?;
+        if options.lzo || options.cpp {
+            return Err(HostsError::UnknownOption {
+                entry: self.entry(),
+                option: "lzo or cpp (REAPI hosts take neither)".to_owned(),
+            });
+        }
+        Ok((HostKind::Reapi { tls, authority }, slots, options))
     }
 
     /// `HOST[/N][:PORT][/N]OPTIONS`, HOST being a name, IPv4 address or `[IPv6]`.
@@ -306,6 +335,36 @@ mod tests {
     fn ssh_limit_must_come_before_command() {
         let h = one("@h:cmd/5");
         assert_eq!((h.kind, h.slots), (ssh(None, "h", Some("cmd/5")), 4));
+    }
+
+    #[test]
+    fn reapi_entries() {
+        let h = one("reapi://sched:8980/64");
+        assert_eq!(
+            (h.kind.clone(), h.slots),
+            (
+                HostKind::Reapi {
+                    tls: false,
+                    authority: "sched:8980".into()
+                },
+                64
+            )
+        );
+        assert_eq!(h.kind.reapi_url().as_deref(), Some("reapi://sched:8980"));
+        let h = one("reapis://[::1]:443,down");
+        assert_eq!(
+            (h.kind, h.slots, h.down),
+            (
+                HostKind::Reapi {
+                    tls: true,
+                    authority: "[::1]:443".into()
+                },
+                4,
+                true
+            )
+        );
+        assert!(parse("reapi:///8").is_err());
+        assert!(parse("reapi://a:1,lzo").is_err());
     }
 
     #[test]

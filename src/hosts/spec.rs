@@ -19,6 +19,23 @@ pub enum HostKind {
     /// `host[:port][/N]` (both orders) or `[ipv6]:port`: distcc's TCP protocol, default
     /// port 3632.
     Tcp { host: String, port: u16 },
+    /// `reapi://host:port[/N]` or `reapis://…` (TLS): a Remote Execution API engine.
+    /// Its instance name, TLS files and credentials are in config.toml's
+    /// `[reapi."host:port"]`, never in the host list.
+    Reapi { tls: bool, authority: String },
+}
+
+impl HostKind {
+    /// The engine's URL for a REAPI entry (without the slot count).
+    pub fn reapi_url(&self) -> Option<String> {
+        match self {
+            HostKind::Reapi { tls, authority } => Some(format!(
+                "{}://{authority}",
+                if *tls { "reapis" } else { "reapi" }
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// One host entry.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+use crate::config::ReapiConfig;
+
 /// A REAPI engine and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -120,6 +122,58 @@ impl Endpoint {
         })
     }
 
+    /// The endpoint of a host-list entry's `url` with its config.toml settings: the
+    /// instance, the TLS files, and the token from `authorization_env` or
+    /// `authorization_command` (run now, once per connection), sent as `Bearer …`.
+    pub fn configured(url: &str, config: &ReapiConfig) -> anyhow::Result<Endpoint> {
+        let mut endpoint = Endpoint::parse(url)?;
+        if !endpoint.instance_name.is_empty() {
+            // `/N` is the slot count in a host list; the instance is config's.
+            anyhow::bail!("{url}: the instance name goes in config.toml, not the host list");
+        }
+        endpoint.instance_name = config.instance_name.clone().unwrap_or_default();
+        let wants_tls = config.ca_certificates.is_some()
+            || config.client_certificate.is_some()
+            || config.client_key.is_some()
+            || config.tls_server_name.is_some();
+        match &mut endpoint.tls {
+            Some(tls) => {
+                tls.ca_certificates = config.ca_certificates.clone();
+                tls.domain_name = config.tls_server_name.clone();
+                tls.client_identity = match (&config.client_certificate, &config.client_key) {
+                    (Some(certificate), Some(key)) => Some(ClientIdentity {
+                        certificate: certificate.clone(),
+                        key: key.clone(),
+                    }),
+                    (None, None) => None,
+                    _ => anyhow::bail!(
+                        "{url}: client_certificate and client_key go together (mutual TLS)"
+                    ),
+                };
+            }
+            None if wants_tls => {
+                anyhow::bail!("{url}: TLS settings for a plaintext endpoint (use reapis://)")
+            }
+            None => {}
+        }
+        let token = match (&config.authorization_env, &config.authorization_command) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("{url}: authorization_env and authorization_command are alternatives")
+            }
+            (Some(name), None) => Some(std::env::var(name).with_context(|| {
+                format!("{url}: authorization_env names {name}, which is not set")
+            })?),
+            (None, Some(command)) => Some(credential_helper(url, command)?),
+            (None, None) => None,
+        };
+        endpoint.authorization = match token.as_deref().map(str::trim) {
+            Some("") => anyhow::bail!("{url}: the authorization token is empty"),
+            Some(token) => Some(Authorization(format!("Bearer {token}"))),
+            None => None,
+        };
+        Ok(endpoint)
+    }
+
     /// The URL tonic connects to.
     fn uri(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -150,6 +204,24 @@ impl Endpoint {
         }
         Ok(endpoint.connect_lazy())
     }
+}
+
+/// The token a credential helper prints on stdout.
+fn credential_helper(url: &str, command: &str) -> anyhow::Result<String> {
+    let ran = std::process::Command::new("sh")
+        .args(["-c", command])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("{url}: cannot run the credential helper `{command}`"))?;
+    if !ran.status.success() {
+        anyhow::bail!(
+            "{url}: the credential helper `{command}` failed ({}): {}",
+            ran.status,
+            String::from_utf8_lossy(&ran.stderr).trim()
+        );
+    }
+    String::from_utf8(ran.stdout)
+        .with_context(|| format!("{url}: the credential helper's token is not UTF-8"))
 }
 
 impl TlsSettings {

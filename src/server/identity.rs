@@ -89,6 +89,10 @@ pub struct CompilerInfo {
     pub entry: String,
     pub fingerprint: Option<Fingerprint>,
     pub error: Option<String>,
+    /// The fingerprint's digest: equal digests, identical toolchains. A REAPI worker
+    /// advertises it as the `sshcc-toolchain` platform property.
+    #[serde(default)]
+    pub digest: Option<String>,
 }
 
 /// The fingerprint of the compiler the allowlist maps `requested` to, as a job for it
@@ -125,6 +129,7 @@ pub fn box_info(settings: &BoxSettings) -> BoxInfo {
                     };
                     CompilerInfo {
                         entry: entry.clone(),
+                        digest: fingerprint.as_ref().map(Fingerprint::digest),
                         fingerprint,
                         error,
                     }

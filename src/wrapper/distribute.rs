@@ -14,6 +14,7 @@ use crate::daemon::ipc::Acquire;
 use crate::daemon::stats_file;
 use crate::dispatch::tracker::LocalReason;
 use crate::exit_code::ExitCode;
+use crate::hosts::{HostKind, HostList};
 use crate::status::Stats;
 use crate::toolchain::{self, Policy};
 
@@ -70,10 +71,11 @@ pub(super) async fn distribute(
         io_timeout_secs: settings.io_timeout_secs,
         excluded: Vec::new(),
         compiler: remote_compiler.clone(),
-        local_compiler: local_compiler_for_check(invocation, settings),
+        local_compiler: local_compiler_for_check(invocation, settings, &host_list),
         toolchain_policies: toolchain_policies(settings, config),
         file: input.to_string(),
         pid: std::process::id(),
+        reapi_settings: reapi_settings(settings, config, &host_list),
     };
     let status = place_and_run(
         &mut broker,
@@ -88,10 +90,30 @@ pub(super) async fn distribute(
     status
 }
 
+/// config.toml's REAPI endpoint settings for the daemon, `SSHCC_REAPI_CACHE` over
+/// the `cache` of each endpoint the host list names.
+fn reapi_settings(settings: &ClientSettings, config: &Config, hosts: &HostList) -> String {
+    let mut config = config.clone();
+    if let Some(cache) = settings.reapi_cache {
+        for spec in &hosts.hosts {
+            if let HostKind::Reapi { authority, .. } = &spec.kind {
+                config.reapi.entry(authority.clone()).or_default().cache = Some(cache);
+            }
+        }
+    }
+    config.reapi_as_toml()
+}
+
 /// The real local compiler, for the dispatcher's toolchain check; empty (no check)
-/// when the check is off everywhere or the compiler cannot be found.
-fn local_compiler_for_check(invocation: &Invocation, settings: &ClientSettings) -> String {
-    if settings.toolchain_check == Some(Policy::Off) {
+/// when the check is off everywhere (and no REAPI engine, whose actions name the
+/// compiler by its fingerprint, is listed) or the compiler cannot be found.
+fn local_compiler_for_check(
+    invocation: &Invocation,
+    settings: &ClientSettings,
+    hosts: &HostList,
+) -> String {
+    let reapi_listed = (hosts.hosts.iter()).any(|spec| spec.kind.reapi_url().is_some());
+    if settings.toolchain_check == Some(Policy::Off) && !reapi_listed {
         return String::new();
     }
     let path = invocation.path.clone().or_else(|| std::env::var_os("PATH"));

@@ -28,7 +28,7 @@ pub(super) async fn preprocess_and_run(
     let mode = match flavour {
         Flavour::Sshcc if settings.preprocess == Preprocess::Classic => Mode::Classic,
         Flavour::Sshcc => Mode::for_sshcc_box(&invocation.argv[0]),
-        Flavour::Distccd => Mode::Classic,
+        Flavour::Distccd | Flavour::Reapi => Mode::Classic,
     };
     if prepared
         .as_ref()
@@ -57,6 +57,8 @@ pub(super) async fn preprocess_and_run(
             files: preprocess::side_files(&request.source),
             ..JobContext::with_local_locale()
         },
+        // A REAPI action sets the locale too, so messages read as they do here.
+        Flavour::Reapi => JobContext::with_local_locale(),
         Flavour::Distccd => JobContext::default(),
     };
     Ok(broker

@@ -170,6 +170,7 @@ mod tests {
     fn entry(fingerprint: Option<Fingerprint>, error: Option<&str>) -> CompilerInfo {
         CompilerInfo {
             entry: "/usr/bin/gcc".into(),
+            digest: None,
             fingerprint,
             error: error.map(str::to_owned),
         }

@@ -19,7 +19,7 @@ use russh::ChannelMsg;
 use crate::client_settings::ClientSettings;
 use crate::config::Config;
 use crate::dispatch::DEFAULT_REMOTE_COMMAND;
-use crate::dispatch::link::TCP_CONNECT_TIMEOUT;
+use crate::dispatch::link::{HostLink, TCP_CONNECT_TIMEOUT, TOOLCHAIN_PROPERTY};
 use crate::exit_code::ExitCode;
 use crate::hosts::{HostKind, HostSpec};
 use crate::server::identity::BoxInfo;
@@ -160,6 +160,7 @@ async fn probe(spec: HostSpec, setup: Arc<Setup>) -> Probe {
             HostKind::Ssh { .. } => "ssh",
             HostKind::Tcp { .. } => "tcp",
             HostKind::Local => "local",
+            HostKind::Reapi { .. } => "reapi",
         },
         slots: spec.slots,
         ok: false,
@@ -186,6 +187,10 @@ async fn probe(spec: HostSpec, setup: Arc<Setup>) -> Probe {
             Ok(())
         }
         HostKind::Tcp { host, port } => probe_tcp(&mut report, host, *port).await,
+        HostKind::Reapi { authority, .. } => {
+            let url = spec.kind.reapi_url().expect("a REAPI entry");
+            probe_reapi(&mut report, &url, authority, &setup).await
+        }
         HostKind::Ssh {
             user,
             host,
@@ -226,6 +231,32 @@ async fn probe_tcp(report: &mut HostReport, host: &str, port: u16) -> anyhow::Re
     .with_context(|| format!("cannot connect to {address}"))?;
     report.connect_ms = Some(millis_since(started));
     report.note = Some(UNVERIFIABLE_TCP.to_string());
+    Ok(())
+}
+
+/// Opens the engine as the dispatcher would (its capabilities: reachable, executes,
+/// speaks SHA-256, takes our credentials).
+async fn probe_reapi(
+    report: &mut HostReport,
+    url: &str,
+    authority: &str,
+    setup: &Setup,
+) -> anyhow::Result<()> {
+    report.address = Some(url.to_string());
+    let config = setup
+        .config
+        .reapi
+        .get(authority)
+        .cloned()
+        .unwrap_or_default();
+    let started = Instant::now();
+    HostLink::reapi(url, &config, Default::default()).await?;
+    report.connect_ms = Some(millis_since(started));
+    report.note = Some(format!(
+        "REAPI engine, instance {:?}: jobs are preprocessed here and run as actions on \
+         workers advertising the platform properties and {TOOLCHAIN_PROPERTY}",
+        config.instance_name.unwrap_or_default()
+    ));
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::meter::LinkMeter;
+use crate::config::ReapiConfig;
 use crate::mux::client::MuxClient;
+use crate::reapi::ReapiClient;
 use crate::ssh::connection::SshConnection;
 use crate::toolchain::Fingerprint;
 
@@ -29,6 +31,8 @@ pub enum Flavour {
     Sshcc,
     /// A stock distccd: one `--inetd` exec channel per job, classic `-E` input.
     Distccd,
+    /// A REAPI engine: each job an action, classic `-E` input.
+    Reapi,
 }
 
 /// Why a job got no answer from the box (as opposed to a compile error, which is an
@@ -78,16 +82,37 @@ pub(super) enum Transport {
     /// A stock `distccd --daemon` over plain TCP: one connection per job, as distcc's
     /// protocol has no way to reuse one.
     Tcp { host: String, port: u16 },
+    /// A REAPI engine: one gRPC channel, each job an action.
+    Reapi(Box<ReapiEndpoint>),
+}
+
+/// An open REAPI endpoint.
+#[derive(Debug)]
+pub(super) struct ReapiEndpoint {
+    pub(super) client: ReapiClient,
+    /// The settings it was opened with, so changed ones open it again.
+    pub(super) config: ReapiConfig,
+    /// Properties a worker must match, the toolchain's added per job.
+    pub(super) platform: Vec<(String, String)>,
 }
 
 impl HostLink {
     /// Which toolchain the box would run for `compiler`, asked over the link at most
     /// once per [`IDENTITY_TTL`].
     pub async fn identity(&self, compiler: &str) -> Result<RemoteIdentity, LinkError> {
-        let Transport::Mux { client, .. } = &self.transport else {
-            return Ok(RemoteIdentity::Unverifiable(
-                "a stock distccd cannot report its compiler",
-            ));
+        let client = match &self.transport {
+            Transport::Mux { client, .. } => client,
+            // Its workers are matched on the toolchain property of each action instead.
+            Transport::Reapi(_) => {
+                return Ok(RemoteIdentity::Unverifiable(
+                    "a REAPI engine's workers are chosen by the action's toolchain property",
+                ));
+            }
+            _ => {
+                return Ok(RemoteIdentity::Unverifiable(
+                    "a stock distccd cannot report its compiler",
+                ));
+            }
         };
         let mut identities = self.identities.lock().await;
         if let Some((asked, identity)) = identities.get(compiler)
@@ -111,6 +136,10 @@ impl HostLink {
     pub fn no_remote_preprocessing(&self) -> Option<String> {
         match &self.transport {
             Transport::Mux { client, .. } => client.hello().no_remote_preprocessing.clone(),
+            Transport::Reapi(_) => Some(
+                "REAPI engines get locally preprocessed jobs (remote preprocessing towards them is not built yet)"
+                    .to_string(),
+            ),
             _ => Some("a stock distccd preprocesses nothing".to_string()),
         }
     }
@@ -119,6 +148,7 @@ impl HostLink {
         match self.transport {
             Transport::Mux { .. } => Flavour::Sshcc,
             Transport::Distccd { .. } | Transport::Tcp { .. } => Flavour::Distccd,
+            Transport::Reapi(_) => Flavour::Reapi,
         }
     }
 
@@ -131,12 +161,21 @@ impl HostLink {
         match &self.transport {
             Transport::Mux { ssh, client } => ssh.is_closed() || client.is_closed(),
             Transport::Distccd { ssh, .. } => ssh.is_closed(),
-            Transport::Tcp { .. } => false,
+            // tonic reconnects by itself; a dead engine fails its calls instead.
+            Transport::Tcp { .. } | Transport::Reapi(_) => false,
         }
     }
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The settings a REAPI link was opened with (`None` for other links).
+    pub fn reapi_config(&self) -> Option<&crate::config::ReapiConfig> {
+        match &self.transport {
+            Transport::Reapi(endpoint) => Some(&endpoint.config),
+            _ => None,
+        }
     }
 
     /// Whether the box is connected now: the SSH connection is up, or (TCP) a job's

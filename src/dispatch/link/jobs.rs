@@ -1,6 +1,6 @@
 //! Running jobs on a [`HostLink`], counted as in flight: an encoded distcc job
 //! ([`HostLink::run`]: as it is on an `sshcc --mux` link, as a plain request to a stock
-//! distccd) and a remote-preprocessed one ([`HostLink::run_remote`]).
+//! distccd, as an action on a REAPI engine) and a remote-preprocessed one ([`HostLink::run_remote`]).
 
 use std::sync::atomic::Ordering;
 
@@ -9,6 +9,7 @@ use crate::dispatch::remote::{self, JobBlobs, JobFailure, KnownBlobs};
 use crate::mux::client::{MuxError, Observer};
 use crate::protocol::mux::remote::{RemoteCompile, RemoteJob};
 use crate::protocol::{self, Limits, Request, Version};
+use crate::toolchain::Fingerprint;
 
 impl HostLink {
     /// Runs a remote-preprocessed job (see [`remote::run`]), counted as in flight.
@@ -47,14 +48,18 @@ impl HostLink {
     /// gets the bytes as they are; a stock distccd gets the plain request in protocol 2
     /// when `lzo` is set, else 1, and no context (distcc's protocol has no place for it).
     /// `observer` hears when the request is out and when the answer starts arriving.
+    /// A REAPI engine runs it as the compiler of `toolchain` (the local one).
     pub async fn run(
         &self,
         job_payload: Vec<u8>,
         lzo: bool,
+        toolchain: Option<&Fingerprint>,
         observer: Option<Observer>,
     ) -> Result<Vec<u8>, LinkError> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = self.run_counted(job_payload, lzo, observer).await;
+        let result = self
+            .run_counted(job_payload, lzo, toolchain, observer)
+            .await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         result
     }
@@ -63,6 +68,7 @@ impl HostLink {
         &self,
         job_payload: Vec<u8>,
         lzo: bool,
+        toolchain: Option<&Fingerprint>,
         observer: Option<Observer>,
     ) -> Result<Vec<u8>, LinkError> {
         if let Transport::Mux { client, .. } = &self.transport {
@@ -71,9 +77,15 @@ impl HostLink {
                 .await
                 .map_err(|err| LinkError(self.describe(err)));
         }
-        let (request, _context) = protocol::job::decode_job(&job_payload, &Limits::default())
+        let (request, context) = protocol::job::decode_job(&job_payload, &Limits::default())
             .await
             .map_err(|err| LinkError(format!("cannot decode the job: {err}")))?;
+        if let Transport::Reapi(endpoint) = &self.transport {
+            let locale = &context.env;
+            let response =
+                (self.run_reapi(endpoint, &request, locale, toolchain, observer.as_ref())).await?;
+            return Ok(protocol::distcc::encode_response(Version::V1, &response));
+        }
         let version = if lzo { Version::V2 } else { Version::V1 };
         let request = Request { version, ..request };
         let response = match &self.transport {
@@ -90,7 +102,7 @@ impl HostLink {
                 self.run_tcp(host, *port, &request, observer.as_ref())
                     .await?
             }
-            Transport::Mux { .. } => unreachable!("handled above"),
+            Transport::Mux { .. } | Transport::Reapi(_) => unreachable!("handled above"),
         };
         let traffic = &self.meter.traffic;
         traffic.job_sent();

@@ -1,0 +1,321 @@
+//! A Remote Execution API engine as a host (issue 14): opening it (settings from
+//! config.toml, GetCapabilities as the reachability check) and running one
+//! preprocessed job on it as an action, the way REAPI clients do: a `Command` naming
+//! the local compiler's absolute path and its toolchain fingerprint, an input root of
+//! the one preprocessed file, the action cache looked up first, FindMissingBlobs then
+//! the uploads, Execute (resumed by WaitExecution inside the client), and the object
+//! fetched from the CAS and checked against its digest. The answer is the distcc
+//! `Response` a box would have sent, so the wrapper's path is the same for every host.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::host_link::{HostLink, LinkError, ReapiEndpoint, Transport};
+use super::meter::LinkMeter;
+use crate::compiler::{args, source};
+use crate::config::{ReapiCache, ReapiConfig};
+use crate::digest::Digest;
+use crate::mux::client::{JobEvent, Observer};
+use crate::protocol::Response;
+use crate::reapi::{CommandSpec, Endpoint, ReapiClient, ReapiError, proto};
+use crate::server::argument_policy;
+use crate::toolchain::Fingerprint;
+use crate::tree::{Entry, InputTree, Timestamp};
+
+/// The platform property carrying the toolchain fingerprint: workers that advertise
+/// it are matched on it, and it names the compiler in the action's digest, so the
+/// shared cache never answers one compiler's job with another's object.
+pub const TOOLCHAIN_PROPERTY: &str = "sshcc-toolchain";
+
+/// The search path of the action's command: the compiler is named by absolute path,
+/// this is where its driver finds `as`.
+const ACTION_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// How long the engine may run one compile before killing it.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Attempts of a job whose calls the engine answered "unavailable" or "overloaded".
+const ATTEMPTS: u32 = 3;
+/// The wait before the second attempt; it doubles after, with ±50 % jitter.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+
+impl HostLink {
+    /// Opens the engine at `url` (a host list's `reapi://HOST:PORT`) with `config`:
+    /// fails when it cannot be reached, refuses us, does not execute, or does not
+    /// speak SHA-256. The GetCapabilities call's time is the first round trip.
+    pub async fn reapi(
+        url: &str,
+        config: &ReapiConfig,
+        meter: Arc<LinkMeter>,
+    ) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::configured(url, config)?;
+        let client = ReapiClient::connect(&endpoint)?;
+        let asking = Instant::now();
+        let capabilities = client
+            .capabilities()
+            .await
+            .with_context(|| format!("cannot use the REAPI engine {url}"))?;
+        meter.record_rtt(asking.elapsed());
+        if !capabilities.exec_enabled {
+            anyhow::bail!("{url} is a cache only: it does not execute actions");
+        }
+        if !capabilities.supports_sha256() {
+            anyhow::bail!("{url} does not take SHA-256 digests, the only ones sshcc uses");
+        }
+        let platform = if config.platform.is_empty() {
+            vec![
+                ("OSFamily".to_string(), std::env::consts::OS.to_string()),
+                ("ISA".to_string(), std::env::consts::ARCH.replace('_', "-")),
+            ]
+        } else {
+            config.platform.clone().into_iter().collect()
+        };
+        tracing::info!("{url}: REAPI engine, instance {:?}", endpoint.instance_name);
+        Ok(HostLink {
+            label: url.to_string(),
+            transport: Transport::Reapi(Box::new(ReapiEndpoint {
+                client,
+                config: config.clone(),
+                platform,
+            })),
+            meter,
+            in_flight: AtomicUsize::new(0),
+            identities: Default::default(),
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs the preprocessed job `request` on the engine as the compiler of
+    /// `toolchain`, in the client's `locale` (so messages read as here), retrying with
+    /// backoff while the engine is unavailable.
+    pub(super) async fn run_reapi(
+        &self,
+        endpoint: &ReapiEndpoint,
+        request: &crate::protocol::Request,
+        locale: &[(String, String)],
+        toolchain: Option<&Fingerprint>,
+        observer: Option<&Observer>,
+    ) -> Result<Response, LinkError> {
+        let toolchain = toolchain.ok_or_else(|| {
+            LinkError(format!(
+                "{}: a REAPI job names its compiler by fingerprint, and the local compiler \
+                 has none (not found, or toolchain_check = \"off\")",
+                self.label()
+            ))
+        })?;
+        let job = ActionJob::new(
+            request,
+            locale,
+            toolchain,
+            &endpoint.platform,
+            endpoint.cache(),
+        )
+        .map_err(|why| LinkError(format!("{}: {why}", self.label())))?;
+        let mut delay = FIRST_RETRY_DELAY;
+        for attempt in 1..=ATTEMPTS {
+            match self.run_action(endpoint, &job, observer).await {
+                Ok(response) => return Ok(response),
+                Err(err) if err.is_retryable() && attempt < ATTEMPTS => {
+                    let wait = jittered(delay);
+                    tracing::info!("{}: {err}; trying again in {wait:?}", self.label());
+                    tokio::time::sleep(wait).await;
+                    delay *= 2;
+                }
+                Err(err) => return Err(LinkError(format!("{}: {err}", self.label()))),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn run_action(
+        &self,
+        endpoint: &ReapiEndpoint,
+        job: &ActionJob,
+        observer: Option<&Observer>,
+    ) -> Result<Response, ReapiError> {
+        let client = &endpoint.client;
+        let traffic = &self.meter.traffic;
+        let cached = job.cacheable.build();
+        if job.cache != ReapiCache::Off
+            && let Some(result) = client.get_action_result(&cached.action_digest).await?
+            && let Some(response) = self.response(client, &result, job).await?
+        {
+            self.meter.reapi_cache_hits.fetch_add(1, Ordering::Relaxed);
+            traffic.job_sent();
+            return Ok(response);
+        }
+        let action = match job.cache {
+            ReapiCache::ReadWrite => cached,
+            ReapiCache::Read | ReapiCache::Off => CommandSpec {
+                do_not_cache: true,
+                ..job.cacheable.clone()
+            }
+            .build(),
+        };
+        let mut blobs: Vec<(Digest, &[u8])> = (job.tree.directories())
+            .map(|(digest, blob)| (*digest, blob))
+            .collect();
+        blobs.push((job.source_digest, &job.source));
+        blobs.extend(action.blobs());
+        let digests: Vec<Digest> = blobs.iter().map(|(digest, _)| *digest).collect();
+        let missing = client.find_missing(&digests).await?;
+        let upload: Vec<(Digest, &[u8])> = (blobs.into_iter())
+            .filter(|(digest, _)| missing.contains(digest))
+            .collect();
+        client.upload(&upload).await?;
+        let uploaded: u64 = upload.iter().map(|(_, data)| data.len() as u64).sum();
+        traffic.job_sent();
+        traffic.payload_sent(uploaded);
+        traffic.wire_sent(uploaded);
+        if let Some(observer) = observer {
+            observer(JobEvent::Sent);
+        }
+        // The lookup above already missed; the engine need not look again, and must
+        // not take a cached answer when the cache is off.
+        let executed = client.execute(&action.action_digest, true).await?;
+        if let Some(observer) = observer {
+            observer(JobEvent::Answering);
+        }
+        let result = executed.result.unwrap_or_default();
+        if executed.cached_result {
+            self.meter.reapi_cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.response(client, &result, job)
+            .await?
+            .ok_or_else(|| ReapiError::Malformed {
+                call: format!("Execute of action {}", action.action_digest),
+                reason: format!("the compiler exited 0 but the result has no {}", job.output),
+            })
+    }
+
+    /// The distcc response of an action's result: its exit status, messages and (on
+    /// success) the object, fetched and checked. `None` for a successful result
+    /// without the object (a cache entry not worth trusting).
+    async fn response(
+        &self,
+        client: &ReapiClient,
+        result: &proto::ActionResult,
+        job: &ActionJob,
+    ) -> Result<Option<Response>, ReapiError> {
+        let exit_code = u32::try_from(result.exit_code).unwrap_or(255).min(255);
+        let mut object = Vec::new();
+        if exit_code == 0 {
+            let Some(file) = result
+                .output_files
+                .iter()
+                .find(|file| file.path == job.output)
+            else {
+                return Ok(None);
+            };
+            let digest = file.digest.as_ref().ok_or_else(|| ReapiError::Malformed {
+                call: "ActionResult".into(),
+                reason: format!("{} has no digest", job.output),
+            })?;
+            object = client
+                .download(&crate::reapi::from_proto("ActionResult", digest)?)
+                .await?;
+        }
+        let (stdout, stderr) = (client.stdout(result).await?, client.stderr(result).await?);
+        let received = (object.len() + stdout.len() + stderr.len()) as u64;
+        self.meter.traffic.payload_received(received);
+        self.meter.traffic.wire_received(received);
+        Ok(Some(Response {
+            // The traditional wait status distcc carries.
+            status: exit_code << 8,
+            stderr,
+            stdout,
+            object,
+        }))
+    }
+}
+
+impl ReapiEndpoint {
+    fn cache(&self) -> ReapiCache {
+        self.config.cache.unwrap_or_default()
+    }
+}
+
+/// One job as an action: the preprocessed source and its tree, and the cacheable
+/// form of the command.
+struct ActionJob {
+    source: Vec<u8>,
+    source_digest: Digest,
+    tree: InputTree,
+    /// The object's path in the action's outputs.
+    output: String,
+    /// The command with `do_not_cache` false: the name the shared cache knows it by.
+    cacheable: CommandSpec,
+    cache: ReapiCache,
+}
+
+impl ActionJob {
+    fn new(
+        request: &crate::protocol::Request,
+        locale: &[(String, String)],
+        toolchain: &Fingerprint,
+        platform: &[(String, String)],
+        cache: ReapiCache,
+    ) -> Result<ActionJob, String> {
+        let scan = args::scan(&request.argv).map_err(|why| why.to_string())?;
+        let input = format!(
+            "input.{}",
+            source::preprocessed_extension(&request.argv[scan.input])
+        );
+        let output = format!("output.{}", scan.action.output_extension());
+        let prepared = argument_policy::prepare(&request.argv, &input, &output)
+            .map_err(|refusal| refusal.to_string())?;
+        let compiler = toolchain
+            .compiler
+            .to_str()
+            .ok_or("the compiler's path is not UTF-8")?;
+        let mut arguments = vec![compiler.to_string()];
+        arguments.extend(prepared.args);
+        let source_digest = Digest::of(&request.source);
+        // A fixed mtime: the action's digest must not depend on when the file was
+        // written, or no two builds would share a cache entry.
+        let tree = InputTree::build(vec![(
+            format!("/{input}"),
+            Entry::File {
+                digest: source_digest,
+                executable: false,
+                mtime: Timestamp::default(),
+            },
+        )])
+        .map_err(|err| err.to_string())?;
+        let mut platform = platform.to_vec();
+        platform.push((TOOLCHAIN_PROPERTY.to_string(), toolchain.digest()));
+        Ok(ActionJob {
+            source: request.source.clone(),
+            source_digest,
+            output: output.clone(),
+            cacheable: CommandSpec {
+                arguments,
+                environment: [("PATH".to_string(), ACTION_PATH.to_string())]
+                    .into_iter()
+                    .chain(locale.iter().cloned())
+                    .collect(),
+                output_files: vec![output],
+                working_directory: String::new(),
+                platform,
+                input_root: tree.root(),
+                timeout: ACTION_TIMEOUT,
+                do_not_cache: false,
+            },
+            tree,
+            cache,
+        })
+    }
+}
+
+/// `delay` scaled by a factor in [0.5, 1.5), so jobs that failed together do not all
+/// come back at the same moment.
+fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.subsec_nanos());
+    let factor = 0.5 + f64::from(nanos % 1000) / 1000.0;
+    delay.mul_f64(factor)
+}
