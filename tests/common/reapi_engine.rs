@@ -34,6 +34,12 @@ impl ReapiEngine {
     /// (no BuildGrid venv, no PostgreSQL 15: `scripts/install-deps.sh` provides both).
     /// Panics if the engine is there but does not start.
     pub fn start() -> Option<ReapiEngine> {
+        Self::start_with_bot_properties("")
+    }
+
+    /// [`ReapiEngine::start`], the bot advertising `properties` (`KEY=VALUE;…`) besides
+    /// OSFamily and ISA.
+    pub fn start_with_bot_properties(properties: &str) -> Option<ReapiEngine> {
         let venv = std::env::var_os("BUILDGRID_VENV")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo().join("target/buildgrid-venv"));
@@ -69,6 +75,7 @@ impl ReapiEngine {
         let output = engine
             .engine_sh("up")
             .env("ENGINE_TLS_DIR", engine.dir.path().join("tls"))
+            .env("BOT_PROPERTIES", properties)
             .output()
             .expect("running tests/reapi/engine.sh up");
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -8,7 +8,8 @@ speaks BuildGrid's real Remote Workers API (v1test2 Bots service) and runs each
 action's Command with the host's compilers in a fresh directory holding the
 action's input root, as buildbox-run-hosttools does:
 
-  1. CreateBotSession, announcing OSFamily=linux and ISA=x86-64;
+  1. CreateBotSession, announcing OSFamily=linux, ISA=x86-64 and the
+     KEY=VALUE;… pairs of $BOT_PROPERTIES;
   2. UpdateBotSession in a loop: a PENDING lease is accepted (ACTIVE); an ACTIVE
      one is run and reported COMPLETED with its ActionResult.
 
@@ -170,6 +171,10 @@ def main():
     stub = bots_grpc.BotsStub(channel)
     cas = Cas(channel)
     properties = [("OSFamily", "linux"), ("ISA", "x86-64")]
+    # More, as KEY=VALUE;KEY=VALUE (the toolchain sshcc's actions name, for instance).
+    for pair in filter(None, os.environ.get("BOT_PROPERTIES", "").split(";")):
+        key, _, value = pair.partition("=")
+        properties.append((key, value))
     device = worker.Device(
         handle=f"sshcc-test-bot-{os.getpid()}",
         properties=[worker.Device.Property(key=k, value=v) for k, v in properties],

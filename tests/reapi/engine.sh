@@ -7,7 +7,8 @@
 #   tests/reapi/engine.sh down ROOT   # stops all of it (ROOT may then be removed)
 #
 # BUILDGRID_VENV: the venv holding bgd (default: the checkout's target/buildgrid-venv,
-# which scripts/install-deps.sh makes). ENGINE_TLS_DIR: a directory of server.crt,
+# which scripts/install-deps.sh makes). BOT_PROPERTIES: more platform properties the
+# bot advertises (KEY=VALUE;KEY=VALUE). ENGINE_TLS_DIR: a directory of server.crt,
 # server.key and client-ca.crt (PEM); if set, the engine also serves on a TLS port
 # that requires a client certificate signed by client-ca.crt, printed second as
 # grpcs://127.0.0.1:PORT. Each `up` starts from an empty database: a
