@@ -10,6 +10,9 @@
 //!   `DISTCC_IO_TIMEOUT`, then a correct local compile, or exit 110 without fallback;
 //! - TLS with a private CA, a client certificate and a name override from
 //!   config.toml, and `sshcc check` on it;
+//! - an instance that takes only JWTs: `sshcc check` passes with a valid token from
+//!   `authorization_env`, and a wrong or missing token is a clear message (and, in a
+//!   build, a local compile);
 //! - the engine stopped under a running daemon: a correct local compile, and the
 //!   host backed off.
 //!
@@ -131,6 +134,7 @@ fn reapi_hosts_build_through_a_real_engine() {
     compile_error(&engine, &Client::new(hosts.clone(), ""));
     no_worker_matches(&endpoint, &hosts);
     mutual_tls(&engine);
+    tokens(&engine, &endpoint, &hosts);
     engine_stopped_under_a_daemon(engine, &Client::new(hosts, ""));
 }
 
@@ -321,6 +325,56 @@ fn mutual_tls(engine: &ReapiEngine) {
     assert_eq!(
         client.object("main.o"),
         client.local_object("gcc", "main.c")
+    );
+}
+
+fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
+    let config = format!(
+        "[reapi.\"{endpoint}\"]\ninstance_name = \"secured\"\nauthorization_env = \"RE_TOKEN\"\n"
+    );
+    let client = Client::new(hosts.to_string(), &config);
+    let check = |token: Option<&str>| {
+        let mut command = client.sshcc();
+        command.arg("check").env_remove("RE_TOKEN");
+        if let Some(token) = token {
+            command.env("RE_TOKEN", token);
+        }
+        let output = run(&mut command);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        );
+        (output.status.success(), text)
+    };
+    let (ok, text) = check(Some(&engine.token(true)));
+    assert!(ok, "a valid token: {text}\n{}", engine.logs());
+    let (ok, text) = check(Some(&engine.token(false)));
+    assert!(
+        !ok && text.contains("refused this client"),
+        "a wrong token: {text}"
+    );
+    let (ok, text) = check(None);
+    assert!(
+        !ok && text.contains("RE_TOKEN, which is not set"),
+        "no token: {text}"
+    );
+
+    let output = client.compile(
+        "gcc",
+        "geometry.c",
+        "t.o",
+        &[("RE_TOKEN", &engine.token(false)), ("DISTCC_FALLBACK", "1")],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("refused this client"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        client.object("t.o"),
+        client.local_object("gcc", "geometry.c")
     );
 }
 

@@ -17,6 +17,8 @@ pub const TLS_SERVER_NAME: &str = "reapi.test";
 /// A running engine.
 pub struct ReapiEngine {
     dir: tempfile::TempDir,
+    /// The BuildGrid venv (its python makes JWTs).
+    venv: PathBuf,
     endpoint: String,
     tls_endpoint: String,
 }
@@ -64,6 +66,7 @@ impl ReapiEngine {
         // cluster under this directory.
         set_mode(dir.path(), 0o755);
         let mut engine = ReapiEngine {
+            venv,
             endpoint: String::new(),
             tls_endpoint: String::new(),
             dir,
@@ -114,6 +117,32 @@ impl ReapiEngine {
             client_certificate: tls.join("client.crt"),
             client_key: tls.join("client.key"),
         }
+    }
+
+    /// A JWT for the instance "secured", valid for an hour: signed with the engine's
+    /// key, or (`valid` false) with another one.
+    pub fn token(&self, valid: bool) -> String {
+        let key = if valid {
+            std::fs::read_to_string(self.root().join("jwt.secret")).expect("jwt.secret")
+        } else {
+            "not-the-engine's-key".to_string()
+        };
+        let output = Command::new(self.venv.join("bin/python"))
+            .args([
+                "-c",
+                "import jwt, sys, time; print(jwt.encode({'sub': 'sshcc-test', \
+                 'exp': int(time.time()) + 3600}, sys.argv[1].strip(), 'HS256'))",
+                &key,
+            ])
+            .env("HOME", self.dir.path().join("home"))
+            .output()
+            .expect("running the venv's python");
+        assert!(
+            output.status.success(),
+            "making a JWT: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 
     /// The port the engine serves on.

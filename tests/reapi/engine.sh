@@ -106,7 +106,10 @@ up() {
   "$venv/bin/bgd" migrate apply "$database" >"$root/migrate.log" 2>&1
 
   grpc_port=$(free_port)
-  sed -e "s|@PORT@|$grpc_port|" -e "s|@DATABASE@|$database|" "$here/server.yml.in" >"$root/server.yml"
+  # The key JWTs for the instance "secured" must be signed with (HS256).
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$root/jwt.secret"
+  sed -e "s|@PORT@|$grpc_port|" -e "s|@DATABASE@|$database|" -e "s|@JWT_SECRET@|$root/jwt.secret|" \
+    "$here/server.yml.in" >"$root/server.yml"
   local tls_port=
   if [[ -n ${ENGINE_TLS_DIR:-} ]]; then
     tls_port=$(free_port)
