@@ -24,6 +24,12 @@ fuzz_target!(|data: &[u8]| {
             HostKind::Tcp { host: name, port } => {
                 assert!(!name.is_empty() && *port != 0, "{host:?}")
             }
+            HostKind::Reapi { authority, .. } => {
+                assert!(!authority.is_empty(), "{host:?}");
+                assert!(!host.lzo && !host.cpp, "{host:?}");
+                let url = host.kind.reapi_url().expect("a REAPI entry has a URL");
+                assert!(host.text.starts_with(&url), "{host:?}");
+            }
         }
     }
     let before = list.hosts.clone();

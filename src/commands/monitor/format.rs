@@ -102,7 +102,8 @@ pub fn host_state(host: &HostStatus) -> String {
             _ => "connected".into(),
         },
         HostKind::Ssh => "idle".into(),
-        HostKind::Reapi if host.cache_hits > 0 => format!("reapi {} hit", host.cache_hits),
+        // Jobs its action cache answered.
+        HostKind::Reapi if host.cache_hits > 0 => format!("hits {}", host.cache_hits),
         HostKind::Reapi if host.connected => "reapi".into(),
         HostKind::Reapi => "idle".into(),
     }

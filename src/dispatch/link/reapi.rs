@@ -51,7 +51,11 @@ impl HostLink {
         config: &ReapiConfig,
         meter: Arc<LinkMeter>,
     ) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::configured(url, config)?;
+        // A credential helper may take a while: not on a runtime thread.
+        let endpoint = {
+            let (url, config) = (url.to_string(), config.clone());
+            tokio::task::spawn_blocking(move || Endpoint::configured(&url, &config)).await??
+        };
         let client = ReapiClient::connect(&endpoint)?;
         let asking = Instant::now();
         let capabilities = client
@@ -318,4 +322,90 @@ fn jittered(delay: Duration) -> Duration {
         .map_or(0, |now| now.subsec_nanos());
     let factor = 0.5 + f64::from(nanos % 1000) / 1000.0;
     delay.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Request, Version};
+
+    fn gcc(version: &str) -> Fingerprint {
+        Fingerprint {
+            compiler: "/usr/bin/x86_64-linux-gnu-gcc-12".into(),
+            target: "x86_64-linux-gnu".into(),
+            version: version.into(),
+            driver_sha256: "aa".into(),
+            programs: Default::default(),
+        }
+    }
+
+    fn action(source: &str, locale: &[(String, String)], toolchain: &Fingerprint) -> ActionJob {
+        let request = Request {
+            version: Version::V1,
+            argv: ["gcc", "-O2", "-c", "src/x.c", "-o", "obj/x.o"]
+                .map(String::from)
+                .to_vec(),
+            source: source.as_bytes().to_vec(),
+        };
+        let platform = [("OSFamily".to_string(), "linux".to_string())];
+        ActionJob::new(
+            &request,
+            locale,
+            toolchain,
+            &platform,
+            ReapiCache::ReadWrite,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_action_names_its_compiler_and_only_what_changes_the_object() {
+        let job = action("int x;\n", &[], &gcc("12.2.0"));
+        let spec = &job.cacheable;
+        assert_eq!(
+            spec.arguments,
+            [
+                "/usr/bin/x86_64-linux-gnu-gcc-12",
+                "-O2",
+                "-c",
+                "input.i",
+                "-o",
+                "output.o"
+            ]
+        );
+        assert_eq!(spec.output_files, ["output.o"]);
+        assert!(
+            spec.platform
+                .contains(&(TOOLCHAIN_PROPERTY.to_string(), gcc("12.2.0").digest()))
+        );
+        // The same job again (another build, another day) is the same action…
+        let again = action("int x;\n", &[], &gcc("12.2.0"));
+        assert_eq!(
+            again.cacheable.build().action_digest,
+            spec.build().action_digest
+        );
+        // …and another source, compiler or locale is another one.
+        for other in [
+            action("int y;\n", &[], &gcc("12.2.0")),
+            action("int x;\n", &[], &gcc("12.3.0")),
+            action(
+                "int x;\n",
+                &[("LANG".into(), "de_DE.UTF-8".into())],
+                &gcc("12.2.0"),
+            ),
+        ] {
+            assert_ne!(
+                other.cacheable.build().action_digest,
+                spec.build().action_digest
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_half_either_way() {
+        for _ in 0..100 {
+            let wait = jittered(Duration::from_millis(1000));
+            assert!((500..1500).contains(&wait.as_millis()), "{wait:?}");
+        }
+    }
 }
