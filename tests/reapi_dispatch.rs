@@ -6,8 +6,9 @@
 //! - the same compiles again answered by the action cache (the worker runs nothing),
 //!   counted as cache hits in `sshcc status` and `sshcc stats`; `SSHCC_REAPI_CACHE=off` runs them again;
 //! - a compile error: the compiler's exit status and messages, no object;
-//! - an action no worker can take (another ISA): no answer within
-//!   `DISTCC_IO_TIMEOUT`, then a correct local compile, or exit 110 without fallback;
+//! - an action no worker can take (another ISA, or a compiler whose toolchain no
+//!   worker advertises): no answer within `DISTCC_IO_TIMEOUT`, then a correct local
+//!   compile, or a failure without fallback;
 //! - TLS with a private CA, a client certificate and a name override from
 //!   config.toml, and `sshcc check` on it;
 //! - an instance that takes only JWTs: `sshcc check` passes with a valid token from
@@ -133,6 +134,7 @@ fn reapi_hosts_build_through_a_real_engine() {
     compiles_then_cache_hits(&engine, &Client::new(hosts.clone(), ""));
     compile_error(&engine, &Client::new(hosts.clone(), ""));
     no_worker_matches(&endpoint, &hosts);
+    another_compiler_finds_no_worker(&engine, &hosts);
     mutual_tls(&engine);
     tokens(&engine, &endpoint, &hosts);
     engine_stopped_under_a_daemon(engine, &Client::new(hosts, ""));
@@ -275,6 +277,39 @@ fn no_worker_matches(endpoint: &str, hosts: &str) {
         client.object("late.o"),
         client.local_object("gcc", "geometry.c")
     );
+}
+
+/// The worker advertises this machine's gcc and g++ only: an arm-none-eabi-gcc job
+/// names another toolchain, so no worker takes it, and after `DISTCC_IO_TIMEOUT` it
+/// compiles here (where installed).
+fn another_compiler_finds_no_worker(engine: &ReapiEngine, hosts: &str) {
+    if Command::new("arm-none-eabi-gcc")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping the cross-compiler case: no arm-none-eabi-gcc");
+        return;
+    }
+    let ran_before = engine.actions_run();
+    let client = Client::new(hosts.to_string(), "");
+    let output = client.compile(
+        "arm-none-eabi-gcc",
+        "geometry.c",
+        "arm.o",
+        &[("DISTCC_IO_TIMEOUT", "3"), ("DISTCC_FALLBACK", "1")],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("DISTCC_IO_TIMEOUT"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        client.object("arm.o"),
+        client.local_object("arm-none-eabi-gcc", "geometry.c")
+    );
+    assert_eq!(engine.actions_run(), ran_before, "{}", engine.logs());
 }
 
 fn mutual_tls(engine: &ReapiEngine) {
