@@ -14,8 +14,8 @@
 //! - an instance that takes only JWTs: `sshcc check` passes with a valid token from
 //!   `authorization_env`, and a wrong or missing token is a clear message (and, in a
 //!   build, a local compile);
-//! - the engine stopped under a running daemon: a correct local compile, and the
-//!   host backed off.
+//! - the engine stopped under a running daemon, with a job in flight and before the
+//!   next: correct local compiles, and the host backed off.
 //!
 //! One engine serves every case (starting one takes about 15 s); skipped, saying why,
 //! on a machine without BuildGrid (scripts/install-deps.sh installs it).
@@ -418,7 +418,26 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
 fn engine_stopped_under_a_daemon(engine: ReapiEngine, client: &Client) {
     let output = client.compile("gcc", "checksum.c", "a.o", &[]);
     assert!(output.status.success(), "{}", stderr(&output));
+    // A job in flight when the engine goes: uploaded and queued or running (a worker
+    // takes a lease within about a second here). However far it got, the object is
+    // the local one.
+    let in_flight = client
+        .sshcc()
+        .args(["g++", "-O2", "-c", "shapes.cpp", "-o", "mid.o"])
+        .env("SSHCC_REAPI_CACHE", "off")
+        .env("DISTCC_FALLBACK", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sshcc g++");
+    std::thread::sleep(std::time::Duration::from_millis(300));
     drop(engine);
+    let output = in_flight.wait_with_output().expect("sshcc g++");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        client.object("mid.o"),
+        client.local_object("g++", "shapes.cpp")
+    );
     let output = client.compile("gcc", "checksum.c", "b.o", &[("DISTCC_FALLBACK", "1")]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
