@@ -77,25 +77,11 @@ use network::{DELAY, Network, Proxies, bastion_network, proxied_ssh_config};
 use procs::box_cgroup;
 use proxy::DelayProxy;
 use route::{BUILD_ROUTES, Net, Route, SLOTS, TINY_DELAYED, TINY_LOOPBACK, Via};
-use support::{BOX_COMPILER, BOX_USER, Login, machine_facts};
+use support::{BOX_COMPILER, BOX_USER, Login, env_count, machine_facts};
 use tiny::{TINY_SOURCE, bastion_section, tiny_section, tiny_table};
 
 const DEFAULT_RUNS: usize = 21;
 const DEFAULT_BUILDS: usize = 5;
-
-fn env_count(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(value) => {
-            let n: usize = value
-                .trim()
-                .parse()
-                .with_context(|| format!("{name}={value:?} is not a number"))?;
-            ensure!(n >= 1, "{name} must be at least 1");
-            Ok(n)
-        }
-    }
-}
 
 fn sections() -> Result<Vec<u8>> {
     let Ok(text) = std::env::var("SSHCC_BENCH_SECTIONS") else {

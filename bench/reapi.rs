@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use lua::{CFLAGS, LuaSources};
 use reapi_engine::ReapiEngine;
-use support::{BOX_COMPILER, Login, machine_facts, stats};
+use support::{BOX_COMPILER, Login, children_cpu, env_count, machine_facts, process_cpu, stats};
 
 /// Compiles in flight in section 1.
 const JOBS: usize = 4;
@@ -76,21 +76,11 @@ impl Client<'_> {
         command
     }
 
-    /// The daemon's CPU time so far, from /proc.
+    /// The daemon's CPU time so far (with its reaped children's), from /proc.
     fn daemon_cpu(&self, route: &Route) -> Result<Duration> {
         let status = self.status(route)?;
         let pid = status["daemon_pid"].as_u64().context("no daemon pid")?;
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        Ok(Duration::from_millis(ticks * 1000 / hz))
+        process_cpu(pid as i32)
     }
 
     fn status(&self, route: &Route) -> Result<serde_json::Value> {
@@ -120,18 +110,6 @@ impl Client<'_> {
             .env("SSHCC_RUNTIME_DIR", &self.runtime)
             .output();
     }
-}
-
-/// The CPU time of this process's waited-for children.
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 fn check(output: Output, what: &str) -> Result<()> {
@@ -285,12 +263,7 @@ fn ms(duration: Duration) -> String {
 
 fn main() -> Result<()> {
     let _user_dirs = support::private_user_dirs()?;
-    let runs: usize = std::env::var("SSHCC_BENCH_RUNS")
-        .ok()
-        .map(|v| v.parse())
-        .transpose()
-        .context("SSHCC_BENCH_RUNS")?
-        .unwrap_or(21);
+    let runs = env_count("SSHCC_BENCH_RUNS", 21)?;
     let sshcc = PathBuf::from(env!("CARGO_BIN_EXE_sshcc"));
     let login = Login::choose(&sshcc)?;
     let scratch = tempfile::Builder::new()

@@ -14,9 +14,10 @@ use anyhow::{Context, Result, ensure};
 
 use crate::cgroup::CpuCgroup;
 use crate::harness::{Bench, note_daemon, prepare};
-use crate::procs::{BoxParts, children_cpu, children_cpu_since, find_daemon, process_cpu};
+use crate::procs::{BoxParts, find_daemon};
 use crate::proxy::Traffic;
 use crate::route::{BUILD_ROUTES, BYTES_ROUTES, Route, Via};
+use crate::support::{children_cpu, children_cpu_since, process_cpu};
 use crate::support::{median, ratio_summary};
 
 #[derive(Debug, Clone, Copy)]

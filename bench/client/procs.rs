@@ -1,6 +1,5 @@
-//! What the kernel says about the processes the benchmark runs: CPU time of reaped
-//! children (`getrusage`) and of live processes (`/proc/PID/stat`), the box's processes
-//! by kind, and finding the box's sshd and each network's sshcc daemon.
+//! What the kernel says about the processes the benchmark runs (the CPU-time readers
+//! themselves are in `support`): the box's processes by kind, and finding the box's sshd and each network's sshcc daemon.
 
 use std::fs;
 use std::path::Path;
@@ -11,54 +10,7 @@ use sshcc::throwaway_box::ThrowawayBox;
 
 use crate::cgroup::CpuCgroup;
 use crate::distccd::Distccd;
-
-/// user+sys CPU of this process's reaped children so far.
-pub fn children_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is valid, and getrusage only writes into it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid `who` and a pointer to writable memory of the right type.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    let time = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-pub fn children_cpu_since(before: Duration) -> Duration {
-    children_cpu().saturating_sub(before)
-}
-
-/// utime+stime (plus that of reaped children) of `pid`, from /proc.
-pub fn process_cpu(pid: i32) -> Result<Duration> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    parse_stat(&stat)
-        .map(|(_, cpu)| cpu)
-        .with_context(|| format!("malformed /proc/{pid}/stat"))
-}
-
-/// The parent and the CPU time (utime+stime+cutime+cstime) in a /proc stat line.
-fn parse_stat(stat: &str) -> Option<(i32, Duration)> {
-    let (ppid, own, children) = parse_stat_parts(stat)?;
-    Some((ppid, own + children))
-}
-
-/// The parent, the process's own CPU time (utime+stime) and that of its reaped
-/// children (cutime+cstime) in a /proc stat line.
-fn parse_stat_parts(stat: &str) -> Option<(i32, Duration, Duration)> {
-    // Fields after the command name (which may contain ") "): state is field 3, so
-    // ppid (4) is at 1, utime (14), stime (15), cutime (16) and cstime (17) at 11..=14.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ppid = fields.get(1)?.parse().ok()?;
-    let mut ticks = [0u64; 4];
-    for (tick, field) in ticks.iter_mut().zip(fields.get(11..=14)?) {
-        *tick = field.parse().ok()?;
-    }
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let time = |t: u64| Duration::from_nanos(t * 1_000_000_000 / per_second);
-    Some((ppid, time(ticks[0] + ticks[1]), time(ticks[2] + ticks[3])))
-}
+use crate::support::{parse_stat, parse_stat_parts};
 
 /// Own CPU time (without children) of the live box processes that carry sshcc's jobs:
 /// the `sshcc --mux` workers and the sshd processes of their connections.

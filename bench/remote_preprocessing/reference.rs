@@ -142,7 +142,7 @@ fn build_locally(project: &Path, units: &[Unit]) -> Result<(Duration, Duration)>
     for unit in units {
         let _ = fs::remove_file(project.join(&unit.object));
     }
-    let before = crate::run::children_cpu();
+    let before = crate::support::children_cpu();
     let started = Instant::now();
     let output = Command::new("make")
         .args(["-f", "Makefile.reference", "-j2", "CXX=g++"])
@@ -157,5 +157,5 @@ fn build_locally(project: &Path, units: &[Unit]) -> Result<(Duration, Duration)>
         "the local reference build failed:\n{}",
         tail(&String::from_utf8_lossy(&output.stderr), 30)
     );
-    Ok((crate::run::children_cpu().saturating_sub(before), wall))
+    Ok((crate::support::children_cpu().saturating_sub(before), wall))
 }

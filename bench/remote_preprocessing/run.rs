@@ -17,7 +17,7 @@ use sshcc::throwaway_box::ThrowawayBox;
 
 use crate::cgroup::CpuCgroup;
 use crate::link::{Link, Traffic};
-use crate::support::tail;
+use crate::support::{children_cpu, process_cpu, tail};
 
 /// What the wrapper logs (at info) for a job that ran on a host.
 const ON_BOX: &str = " → @box/";
@@ -356,37 +356,6 @@ pub fn status(runtime_dir: &Path) -> Result<Option<Status>> {
     Ok(Some(
         serde_json::from_slice(&body).context("parsing the status")?,
     ))
-}
-
-/// user+sys CPU of this process's reaped children so far.
-pub fn children_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is valid, and getrusage only writes into it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid `who` and a pointer to writable memory of the right type.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    let time = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-/// utime+stime+cutime+cstime of `pid`, from /proc.
-fn process_cpu(pid: i32) -> Result<Duration> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("malformed stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let mut ticks = 0u64;
-    for field in fields.get(11..=14).context("short stat")? {
-        ticks += field.parse::<u64>()?;
-    }
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
 }
 
 /// The pid of `build_box`'s sshd listener: our child running with its sshd_config.
