@@ -135,15 +135,15 @@ impl Config {
         Ok(config)
     }
 
-    /// The `[reapi]` tables as TOML, for the daemon (empty when there are none).
-    pub fn reapi_as_toml(&self) -> String {
-        if self.reapi.is_empty() {
+    /// `[reapi]` tables as TOML, for the daemon (empty when there are none).
+    pub fn reapi_to_toml(reapi: &BTreeMap<String, ReapiConfig>) -> String {
+        if reapi.is_empty() {
             return String::new();
         }
-        toml::to_string(&self.reapi).expect("plain strings and paths serialize")
+        toml::to_string(reapi).expect("plain strings and paths serialize")
     }
 
-    /// [`Config::reapi_as_toml`]'s text read back.
+    /// [`Config::reapi_to_toml`]'s text read back.
     pub fn reapi_from_toml(text: &str) -> anyhow::Result<BTreeMap<String, ReapiConfig>> {
         if text.is_empty() {
             return Ok(BTreeMap::new());
@@ -181,7 +181,7 @@ mod tests {
              platform = { OSFamily = \"linux\" }\n",
         )
         .unwrap();
-        let text = config.reapi_as_toml();
+        let text = Config::reapi_to_toml(&config.reapi);
         assert_eq!(Config::reapi_from_toml(&text).unwrap(), config.reapi);
         assert_eq!(config.reapi["sched:8980"].platform["OSFamily"], "linux");
         assert!(Config::parse("[reapi.x]\ntoken = \"secret\"").is_err());

@@ -19,7 +19,8 @@ pub const DEFAULT_REMOTE_COMMAND: &str = "sshcc";
 
 /// Whether a box may take a job for a compiler, and what to tell the user.
 enum ToolchainVerdict {
-    Use,
+    /// Use it; with the local compiler's fingerprint when it was looked up.
+    Use(Option<Fingerprint>),
     Avoid(String),
 }
 
@@ -83,20 +84,19 @@ impl Dispatcher {
             }
             match self.link(&host, route).await {
                 Ok(link) => {
-                    if let Some(check) = &route.toolchain
-                        && let ToolchainVerdict::Avoid(why) =
-                            self.check_toolchain(&host, &link, check, notices).await
-                    {
-                        self.release(&host);
-                        tracing::debug!("{}: {why}", host.spec.text);
-                        mismatched.push(host.spec.text.clone());
-                        continue;
-                    }
-                    let toolchain = match (&route.toolchain, link.flavour()) {
-                        (Some(check), Flavour::Reapi) => {
-                            self.local_fingerprint(&check.local).await.ok()
+                    let toolchain = match &route.toolchain {
+                        Some(check) => {
+                            match self.check_toolchain(&host, &link, check, notices).await {
+                                ToolchainVerdict::Use(local) => local,
+                                ToolchainVerdict::Avoid(why) => {
+                                    self.release(&host);
+                                    tracing::debug!("{}: {why}", host.spec.text);
+                                    mismatched.push(host.spec.text.clone());
+                                    continue;
+                                }
+                            }
                         }
-                        _ => None,
+                        None => None,
                     };
                     return Assignment::Remote(RemoteSlot {
                         host,
@@ -116,7 +116,8 @@ impl Dispatcher {
         }
     }
 
-    /// Compares the box's toolchain for the job's compiler with the local one.
+    /// Compares the box's toolchain for the job's compiler with the local one (a REAPI
+    /// engine's workers are matched on the fingerprint the action carries instead).
     async fn check_toolchain(
         &self,
         host: &HostState,
@@ -125,8 +126,10 @@ impl Dispatcher {
         notices: &mut Vec<String>,
     ) -> ToolchainVerdict {
         let policy = check.policy_for(&host.spec);
-        if policy == Policy::Off {
-            return ToolchainVerdict::Use;
+        // A REAPI action names the local compiler by its fingerprint whatever the policy.
+        let reapi = link.flavour() == Flavour::Reapi;
+        if policy == Policy::Off && !reapi {
+            return ToolchainVerdict::Use(None);
         }
         let name = &host.spec.text;
         let compiler = &check.compiler;
@@ -145,16 +148,19 @@ impl Dispatcher {
                         "cannot fingerprint the local compiler ({err:#}); its jobs go to boxes unchecked"
                     ),
                 );
-                return ToolchainVerdict::Use;
+                return ToolchainVerdict::Use(None);
             }
         };
+        if policy == Policy::Off {
+            return ToolchainVerdict::Use(Some(local));
+        }
         let remote = match link.identity(compiler).await {
             Ok(RemoteIdentity::Known(remote)) => remote,
             Ok(RemoteIdentity::Unverifiable(why)) => {
                 // Not worth a warning on every build of a distcc user who switched only
                 // the client; `sshcc check` shows it.
                 tracing::debug!("{name}: cannot check that its compilers match: {why}");
-                return ToolchainVerdict::Use;
+                return ToolchainVerdict::Use(Some(local));
             }
             Ok(RemoteIdentity::Missing(why)) => {
                 let notice = format!("{name}: not sending {compiler} jobs there: {why}");
@@ -164,7 +170,7 @@ impl Dispatcher {
             Err(err) => return ToolchainVerdict::Avoid(err.to_string()),
         };
         match local.difference(&remote, policy == Policy::Version) {
-            None => ToolchainVerdict::Use,
+            None => ToolchainVerdict::Use(Some(local)),
             Some(difference) => {
                 let notice = format!(
                     "{name}: not sending {compiler} jobs there: its compiler is not the local one: \

@@ -93,15 +93,16 @@ pub(super) async fn distribute(
 /// config.toml's REAPI endpoint settings for the daemon, `SSHCC_REAPI_CACHE` over
 /// the `cache` of each endpoint the host list names.
 fn reapi_settings(settings: &ClientSettings, config: &Config, hosts: &HostList) -> String {
-    let mut config = config.clone();
-    if let Some(cache) = settings.reapi_cache {
-        for spec in &hosts.hosts {
-            if let HostKind::Reapi { authority, .. } = &spec.kind {
-                config.reapi.entry(authority.clone()).or_default().cache = Some(cache);
-            }
+    let Some(cache) = settings.reapi_cache else {
+        return Config::reapi_to_toml(&config.reapi);
+    };
+    let mut reapi = config.reapi.clone();
+    for spec in &hosts.hosts {
+        if let HostKind::Reapi { authority, .. } = &spec.kind {
+            reapi.entry(authority.clone()).or_default().cache = Some(cache);
         }
     }
-    config.reapi_as_toml()
+    Config::reapi_to_toml(&reapi)
 }
 
 /// The real local compiler, for the dispatcher's toolchain check; empty (no check)
@@ -112,7 +113,7 @@ fn local_compiler_for_check(
     settings: &ClientSettings,
     hosts: &HostList,
 ) -> String {
-    let reapi_listed = (hosts.hosts.iter()).any(|spec| spec.kind.reapi_url().is_some());
+    let reapi_listed = (hosts.hosts.iter()).any(|spec| matches!(spec.kind, HostKind::Reapi { .. }));
     if settings.toolchain_check == Some(Policy::Off) && !reapi_listed {
         return String::new();
     }
