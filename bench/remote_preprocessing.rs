@@ -292,8 +292,8 @@ fn main() -> Result<()> {
         (
             "emulated box",
             format!(
-                "SSHCC_JOBS={EMULATED_SLOTS}, client `@box/{EMULATED_SLOTS}`; an allowlisted script \
-                 sleeping {SECONDS} s and writing the reference object and dependency list; \
+                "SSHCC_JOBS={EMULATED_SLOTS}, client `@box/{EMULATED_SLOTS}`; an allowlisted C program \
+                 (bench/remote_preprocessing/emulated_cc.c) sleeping {SECONDS} s and writing the reference object and dependency list; \
                  SSHCC_TOOLCHAIN_CHECK=off; its sshd and all it starts at nice {box_nice} \
                  (SSHCC_BENCH_BOX_NICE)"
             ),

@@ -1,17 +1,17 @@
 //! The emulated box compiler for the saturation experiment and the wall-time runs: an
-//! allowlisted shell script named `x86_64-linux-gnu-g++` that sleeps [`SECONDS`] instead
-//! of compiling, so 128 slots fit on a 2-core machine, while everything on the client
+//! allowlisted program named `x86_64-linux-gnu-g++` (`emulated_cc.c`, built here with
+//! gcc) that sleeps [`SECONDS`] instead of compiling, so 128 slots fit on a 2-core machine, while everything on the client
 //! stays real (the wrapper's preprocessing, the daemon's scan, hashing and upload, the
 //! post-job dependency check).
 //!
-//! What the client checks must still be right, so the script writes what the real
+//! What the client checks must still be right, so the program writes what the real
 //! compile of that translation unit would have: the object of the local reference
 //! compile, and — for a remote-preprocessed job, whose command carries the box's own
 //! `-MD -MF <jobdir>/sshcc-deps.d` — the dependency list of the real compile (made
 //! locally with `g++ -M`), with the source named as the job names it and every absolute
 //! path under the job's root (`<jobdir>/root`), as gcc would list them on the box. The
 //! daemon then checks that list against what it sent exactly as after a real compile. A
-//! job preprocessed on the client arrives as preprocessed text the script cannot name;
+//! job preprocessed on the client arrives as preprocessed text the program cannot name;
 //! it gets a tiny valid object (the wrapper only writes it). Each run appends
 //! `<start ns> <end ns>` to `compiles.log`, from which the box's real concurrency is
 //! computed.
@@ -28,9 +28,9 @@ use crate::rocksdb::Unit;
 /// How long an emulated compile takes.
 pub const SECONDS: u32 = 2;
 
-/// The script and its data, in a directory the box account can read.
+/// The program and its data, in a directory the box account can read.
 pub struct Emulator {
-    /// The script (allowlisted on the emulated box).
+    /// The program (allowlisted on the emulated box).
     pub compiler: PathBuf,
     /// Objects, dependency templates and `tiny.o` (`SSHCC_SANDBOX_ALLOW`).
     pub data: PathBuf,
@@ -39,7 +39,7 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Writes the script and the data for `units` into `dir`: each unit's reference
+    /// Builds the program and writes the data for `units` into `dir`: each unit's reference
     /// object from `reference` and a dependency template made from `deps` (its `g++ -M`
     /// output, run in the project directory).
     pub fn create(dir: &Path, units: &[(Unit, Vec<u8>, String)]) -> Result<Self> {
@@ -73,7 +73,7 @@ impl Emulator {
             fs::set_permissions(entry?.path(), fs::Permissions::from_mode(0o644))?;
         }
         let compiler = bin.join("x86_64-linux-gnu-g++");
-        fs::write(&compiler, script(&data, &log_dir))?;
+        build_program(dir, &compiler, &data, &log_dir)?;
         fs::set_permissions(&compiler, fs::Permissions::from_mode(0o755))?;
         Ok(Emulator {
             compiler,
@@ -114,42 +114,26 @@ fn template(deps: &str, source: &str) -> String {
     format!("{target} {}\n", rest.join(" "))
 }
 
-fn script(data: &Path, log_dir: &Path) -> String {
-    format!(
-        r#"#!/bin/sh
-# sshcc bench (bench/remote_preprocessing/emulated.rs): an emulated compile that
-# sleeps {SECONDS} s and writes the reference object and dependency list of the unit.
-start=$(date +%s%N)
-out= dep= src= prev=
-for a in "$@"; do
-  case $prev in
-    -o) out=$a ;;
-    -MF) dep=$a ;;
-  esac
-  case $a in
-    -*) ;;
-    *.cc|*.cpp|*.ii|*.i) src=$a ;;
-  esac
-  prev=$a
-done
-name=${{src%.*}}
-name=${{name%__c*}}
-key=$(printf %s "$name" | tr / +)
-sleep {SECONDS}
-if [ -f "{data}/$key.o" ]; then
-  cp "{data}/$key.o" "$out" || exit 1
-  if [ -n "$dep" ]; then
-    root=${{dep%/*}}/root
-    sed -e "s|@SRC@|$src|" -e "s|@ROOT@|$root|g" "{data}/$key.d" > "$dep" || exit 1
-  fi
-else
-  cp "{data}/tiny.o" "$out" || exit 1
-fi
-echo "$start $(date +%s%N)" >> "{log}/compiles.log"
-"#,
-        data = data.display(),
-        log = log_dir.display(),
-    )
+/// The emulated compiler's source; its data and log directories are compiled in.
+const PROGRAM: &str = include_str!("emulated_cc.c");
+
+/// Builds [`PROGRAM`] into `compiler` for `data` and `log_dir`.
+fn build_program(dir: &Path, compiler: &Path, data: &Path, log_dir: &Path) -> Result<()> {
+    let source = dir.join("emulated_cc.c");
+    fs::write(&source, PROGRAM)?;
+    let literal = |path: &Path| format!("\"{}\"", path.display());
+    let status = Command::new("gcc")
+        .args(["-O2", "-Wall", "-Werror"])
+        .arg(format!("-DEMULATED_SECONDS={SECONDS}"))
+        .arg(format!("-DEMULATED_DATA={}", literal(data)))
+        .arg(format!("-DEMULATED_LOG={}", literal(log_dir)))
+        .arg(&source)
+        .arg("-o")
+        .arg(compiler)
+        .status()
+        .context("compiling the emulated compiler")?;
+    ensure!(status.success(), "compiling the emulated compiler failed");
+    Ok(())
 }
 
 /// The box's concurrency over `[from, to]` (Unix nanoseconds): the time-weighted mean

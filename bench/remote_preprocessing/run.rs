@@ -59,7 +59,7 @@ pub struct Target<'a> {
     pub link: &'a Link,
     pub ssh_config: PathBuf,
     pub slots: usize,
-    /// The emulated compiler is a script, not the client's gcc.
+    /// The emulated compiler is a stand-in, not the client's gcc.
     pub toolchain_check_off: bool,
 }
 
