@@ -10,12 +10,13 @@
 //! under `<root>`, and outputs are read back with `O_NOFOLLOW` one real directory at a
 //! time. Only the compiler follows the tree's symlinks, and the sandbox bounds it.
 //!
-//! Files are copies rather than the store's hardlinks because they carry the client's
-//! mtime: libcpp's `#pragma once` compares mtimes, and `__TIMESTAMP__` prints the
-//! source's. Copying is what a job's layout costs, so a tree outlives its job: the next
-//! job of the process takes it over, and `prune` keeps what it may (see there).
+//! Files are links to the process's [`SharedFiles`] (one read-only inode per blob and
+//! client mtime: see there), or fresh copies where no link can be made. Laying out is
+//! still what a job's layout costs, so a tree outlives its job: the next job of the
+//! process takes it over, and `prune` keeps what it may (see there).
 
 mod prune;
+mod shared;
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -30,6 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::digest::Digest;
 use crate::server::store::{Store, StoreError};
 use crate::tree::{Timestamp, WalkEntry};
+pub use shared::SharedFiles;
+use shared::{Key, Link, Made};
 
 /// Why the tree could not be laid out.
 #[derive(Debug)]
@@ -60,6 +63,45 @@ struct Laid {
     entry: WalkEntry,
     /// `None` for a directory until the tree is sealed (its entries change it).
     stamp: Option<Stamp>,
+    /// A link to a [`SharedFiles`] copy, whose ctime moves whenever any tree links or
+    /// unlinks it: only its inode, mode, size and mtime say it is unchanged.
+    shared: bool,
+}
+
+impl Laid {
+    /// Whether `meta` is still the entry as it was laid out.
+    fn unchanged(&self, meta: &Metadata) -> bool {
+        let Some(stamp) = self.stamp else {
+            return false;
+        };
+        match self.shared {
+            true => Made::of(meta) == stamp.made(),
+            false => Stamp::of(meta) == stamp,
+        }
+    }
+
+    /// The shared copy this entry links, if it is one.
+    fn shared_key(&self) -> Option<(Key, Made)> {
+        match (&self.entry, self.stamp, self.shared) {
+            (
+                WalkEntry::File {
+                    digest,
+                    executable,
+                    mtime,
+                },
+                Some(stamp),
+                true,
+            ) => Some((
+                Key {
+                    digest: *digest,
+                    executable: *executable,
+                    mtime: *mtime,
+                },
+                stamp.made(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// What `lstat` tells of an entry: any change to its content, mode or times, or its
@@ -83,6 +125,10 @@ impl Stamp {
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
+
+    fn made(&self) -> Made {
+        Made::from_stamp(self.ino, self.mode, self.len, self.mtime)
+    }
 }
 
 impl Tree {
@@ -92,6 +138,7 @@ impl Tree {
         let laid = Laid {
             entry: WalkEntry::Directory,
             stamp: None,
+            shared: false,
         };
         Ok(Tree {
             root,
@@ -115,11 +162,13 @@ impl Tree {
     }
 
     /// Lays out `entries` (each directory before what is in it, as a walk lists them)
-    /// from `store`. Every blob missing from the store is reported at once.
+    /// from `store`, linking files from `shared` where it can. Every blob missing from
+    /// the store is reported at once.
     pub fn fill(
         &mut self,
         entries: &[(PathBuf, WalkEntry)],
         store: &Store,
+        shared: &SharedFiles,
     ) -> Result<(), LayoutError> {
         // What an earlier job's tree still holds as asked needs nothing from the store.
         let digests: Vec<Digest> = entries
@@ -149,7 +198,7 @@ impl Tree {
                     digest,
                     executable,
                     mtime,
-                } => match self.file(&path, digest, *executable, *mtime, store) {
+                } => match self.file(&path, digest, *executable, *mtime, store, shared) {
                     Err(LayoutError::Missing(digests)) => missing.extend(digests),
                     other => other?,
                 },
@@ -182,6 +231,7 @@ impl Tree {
                     let laid = Laid {
                         entry: WalkEntry::Directory,
                         stamp: None,
+                        shared: false,
                     };
                     self.laid.insert(prefix.clone(), laid);
                 }
@@ -202,7 +252,8 @@ impl Tree {
     /// [`Tree::directory`], every one of them (also those a `..` leaves again) real, so
     /// the path the compiler is given and the one read back are the same file. An output
     /// whose leaf is a symlink or directory of the tree is refused; a file of the tree
-    /// there is left for the compiler to replace.
+    /// there is left for the compiler to replace (a shared one first becomes a private
+    /// copy, so that the compiler writes no other tree's file).
     pub fn output(&mut self, cwd: &Path, path: &str) -> Result<PathBuf, LayoutError> {
         let bad = |why: &str| refused(format!("output {path:?} {why}"));
         let start = match path.starts_with('/') {
@@ -232,7 +283,10 @@ impl Tree {
         at.push(leaf);
         match fs::symlink_metadata(self.root.join(&at)) {
             Ok(meta) if !meta.is_file() => Err(bad("is a symlink or directory of the tree")),
-            Ok(_) => Ok(at),
+            Ok(_) => {
+                self.unshare(&at)?;
+                Ok(at)
+            }
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(at),
             Err(err) => Err(io_error(&self.root.join(&at), err)),
         }
@@ -276,6 +330,50 @@ impl Tree {
         Ok(content)
     }
 
+    /// Checks, after a compile, that no shared file of the tree changed while it ran (a
+    /// changed one is dropped from `shared`): the compile may have read what another
+    /// tree's compile wrote (blocking I/O).
+    pub fn check_shared(&self, shared: &SharedFiles) -> Result<(), String> {
+        for (path, laid) in &self.laid {
+            let Some((key, made)) = laid.shared_key() else {
+                continue;
+            };
+            let full = self.root.join(path);
+            if !fs::symlink_metadata(&full).is_ok_and(|meta| laid.unchanged(&meta)) {
+                shared.forget(&key, made);
+                return Err(format!(
+                    "the job's input {} changed during the compile",
+                    client_path(path)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the shared file at `path` (if it is one) with a private copy of the same
+    /// content, mode and mtime.
+    fn unshare(&mut self, path: &Path) -> Result<(), LayoutError> {
+        let Some(laid) = self.laid.get(path).filter(|laid| laid.shared) else {
+            return Ok(());
+        };
+        let entry = laid.entry.clone();
+        let WalkEntry::File {
+            executable, mtime, ..
+        } = entry
+        else {
+            return Ok(());
+        };
+        let full = self.root.join(path);
+        let content = self.read(path).map_err(|err| io_error(&full, err))?;
+        fs::remove_file(&full).map_err(|err| io_error(&full, err))?;
+        self.laid.remove(path);
+        let mut file = create_private(&full, executable).map_err(|err| io_error(&full, err))?;
+        io::Write::write_all(&mut file, &content).map_err(|err| io_error(&full, err))?;
+        let meta = finish_private(&file, (&full, path), executable, mtime)?;
+        self.remember(path, entry, &meta, false);
+        Ok(())
+    }
+
     fn file(
         &mut self,
         path: &Path,
@@ -283,52 +381,60 @@ impl Tree {
         executable: bool,
         mtime: Option<Timestamp>,
         store: &Store,
+        shared: &SharedFiles,
     ) -> Result<(), LayoutError> {
         if let Some(parent) = path.parent() {
             self.directory(parent)?;
+        }
+        let full = self.root.join(path);
+        let entry = WalkEntry::File {
+            digest: *digest,
+            executable,
+            mtime,
+        };
+        let key = Key {
+            digest: *digest,
+            executable,
+            mtime,
+        };
+        match shared.link(&key, store, &full)? {
+            Link::Made(meta) => {
+                self.remember(path, entry, &meta, true);
+                return Ok(());
+            }
+            Link::Exists => {
+                return Err(refused(format!(
+                    "the tree lists {} twice",
+                    client_path(path)
+                )));
+            }
+            Link::Unlinkable => {}
         }
         let mut blob = match store.open_verified(digest) {
             Ok(blob) => blob,
             Err(StoreError::Missing(digest)) => return Err(LayoutError::Missing(vec![digest])),
             Err(err) => return Err(LayoutError::Io(err.to_string())),
         };
-        let full = self.root.join(path);
-        let mode = if executable { 0o755 } else { 0o644 };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&full)
-            .map_err(|err| match err.kind() {
-                io::ErrorKind::AlreadyExists => {
-                    refused(format!("the tree lists {} twice", client_path(path)))
-                }
-                _ => io_error(&full, err),
-            })?;
+        let mut file = create_private(&full, executable).map_err(|err| match err.kind() {
+            io::ErrorKind::AlreadyExists => {
+                refused(format!("the tree lists {} twice", client_path(path)))
+            }
+            _ => io_error(&full, err),
+        })?;
         io::copy(&mut blob, &mut file).map_err(|err| io_error(&full, err))?;
-        // The umask must not decide the executable bit.
-        file.set_permissions(Permissions::from_mode(mode))
-            .map_err(|err| io_error(&full, err))?;
-        if let Some(mtime) = mtime {
-            let time = system_time(mtime)
-                .ok_or_else(|| refused(format!("{} has an invalid mtime", client_path(path))))?;
-            file.set_times(FileTimes::new().set_modified(time))
-                .map_err(|err| io_error(&full, err))?;
-        }
-        let meta = file.metadata().map_err(|err| io_error(&full, err))?;
-        let entry = WalkEntry::File {
-            digest: *digest,
-            executable,
-            mtime,
-        };
-        self.remember(path, entry, &meta);
+        let meta = finish_private(&file, (&full, path), executable, mtime)?;
+        self.remember(path, entry, &meta, false);
         Ok(())
     }
 
-    fn remember(&mut self, path: &Path, entry: WalkEntry, meta: &Metadata) {
+    fn remember(&mut self, path: &Path, entry: WalkEntry, meta: &Metadata, shared: bool) {
         let stamp = Some(Stamp::of(meta));
-        self.laid.insert(path.to_path_buf(), Laid { entry, stamp });
+        let laid = Laid {
+            entry,
+            stamp,
+            shared,
+        };
+        self.laid.insert(path.to_path_buf(), laid);
     }
 
     fn symlink(&mut self, path: &Path, target: &str) -> Result<(), LayoutError> {
@@ -356,9 +462,39 @@ impl Tree {
         let entry = WalkEntry::Symlink {
             target: target.to_string(),
         };
-        self.remember(path, entry, &meta);
+        self.remember(path, entry, &meta, false);
         Ok(())
     }
+}
+
+/// A new file of the tree's own, written only by us (`O_EXCL`, never through a link).
+fn create_private(full: &Path, executable: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o755 } else { 0o644 })
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(full)
+}
+
+/// Gives a private copy its mode (the umask must not decide the executable bit) and the
+/// client's mtime, and returns what it now is.
+fn finish_private(
+    file: &File,
+    (full, path): (&Path, &Path),
+    executable: bool,
+    mtime: Option<Timestamp>,
+) -> Result<Metadata, LayoutError> {
+    let mode = if executable { 0o755 } else { 0o644 };
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(|err| io_error(full, err))?;
+    if let Some(mtime) = mtime {
+        let time = system_time(mtime)
+            .ok_or_else(|| refused(format!("{} has an invalid mtime", client_path(path))))?;
+        file.set_times(FileTimes::new().set_modified(time))
+            .map_err(|err| io_error(full, err))?;
+    }
+    file.metadata().map_err(|err| io_error(full, err))
 }
 
 /// `path` as a plain relative path (only normal components), or `None`.
@@ -428,149 +564,4 @@ fn io_error(path: &Path, err: io::Error) -> LayoutError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(dir: &Path) -> Store {
-        Store::open(dir.join("store"), 1 << 30).unwrap()
-    }
-
-    fn file(store: &Store, content: &[u8], mtime: Option<Timestamp>) -> WalkEntry {
-        let digest = Digest::of(content);
-        store.insert(&digest, content).unwrap();
-        WalkEntry::File {
-            digest,
-            executable: false,
-            mtime,
-        }
-    }
-
-    #[test]
-    fn files_carry_the_client_mtime_and_symlinks_stay_in_the_tree() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
-        let mut tree = Tree::create(dir.path().join("root")).unwrap();
-        let entries = vec![
-            (PathBuf::from("home"), WalkEntry::Directory),
-            (
-                PathBuf::from("home/p/x.h"),
-                file(
-                    &store,
-                    b"x",
-                    Some(Timestamp {
-                        seconds: 1_000_000_000,
-                        nanos: 123,
-                    }),
-                ),
-            ),
-            (
-                PathBuf::from("home/p/abs"),
-                WalkEntry::Symlink {
-                    target: "/home/p/x.h".into(),
-                },
-            ),
-            (
-                PathBuf::from("home/p/rel"),
-                WalkEntry::Symlink {
-                    target: "../p/x.h".into(),
-                },
-            ),
-            (PathBuf::from("usr/include"), WalkEntry::Directory),
-        ];
-        tree.fill(&entries, &store).unwrap();
-        let root = dir.path().join("root");
-        let meta = fs::metadata(root.join("home/p/x.h")).unwrap();
-        assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_000_000_000, 123));
-        assert_eq!(meta.mode() & 0o777, 0o644);
-        assert_eq!(fs::read(root.join("home/p/abs")).unwrap(), b"x");
-        assert_eq!(
-            fs::read_link(root.join("home/p/abs")).unwrap(),
-            root.join("home/p/x.h")
-        );
-        assert_eq!(fs::read(root.join("home/p/rel")).unwrap(), b"x");
-        assert!(root.join("usr/include").is_dir());
-        assert_eq!(tree.read(Path::new("home/p/x.h")).unwrap(), b"x");
-        // Not even a symlink into the tree is read back.
-        assert!(tree.read(Path::new("home/p/abs")).is_err());
-    }
-
-    #[test]
-    fn missing_blobs_are_reported_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
-        let mut tree = Tree::create(dir.path().join("root")).unwrap();
-        let absent = |content: &[u8]| WalkEntry::File {
-            digest: Digest::of(content),
-            executable: false,
-            mtime: None,
-        };
-        let entries = vec![
-            (PathBuf::from("a/1.h"), absent(b"1")),
-            (PathBuf::from("a/2.h"), file(&store, b"2", None)),
-            (PathBuf::from("b/3.h"), absent(b"3")),
-        ];
-        match tree.fill(&entries, &store) {
-            Err(LayoutError::Missing(digests)) => {
-                assert_eq!(digests, [Digest::of(b"1"), Digest::of(b"3")]);
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn hostile_trees_cannot_reach_outside() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
-        let outside = dir.path().join("outside");
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("secret"), "secret").unwrap();
-        let escape = WalkEntry::Symlink {
-            target: outside.display().to_string(),
-        };
-        let climb = WalkEntry::Symlink {
-            target: "../../../../../../../..".into(),
-        };
-
-        // A file written through a symlinked directory.
-        let mut tree = Tree::create(dir.path().join("r1")).unwrap();
-        let entries = vec![
-            (PathBuf::from("p/link"), escape.clone()),
-            (PathBuf::from("p/link/x.h"), file(&store, b"evil", None)),
-        ];
-        assert!(matches!(
-            tree.fill(&entries, &store),
-            Err(LayoutError::Refused(_))
-        ));
-
-        // An absolute target lands inside the tree, a climbing one is refused.
-        let mut tree = Tree::create(dir.path().join("r2")).unwrap();
-        let entries = vec![(PathBuf::from("p/link"), escape)];
-        tree.fill(&entries, &store).unwrap();
-        let root = dir.path().join("r2");
-        assert_eq!(
-            fs::read_link(root.join("p/link")).unwrap(),
-            PathBuf::from(format!("{}{}", root.display(), outside.display()))
-        );
-        // Outputs through it, or at it, are refused; reading through it fails.
-        assert!(tree.output(Path::new("p"), "link/secret").is_err());
-        assert!(tree.output(Path::new("p"), "link").is_err());
-        assert!(tree.output(Path::new("p"), "/p/link/x.o").is_err());
-        assert!(tree.output(Path::new("p"), "../../x.o").is_err());
-        assert_eq!(
-            tree.output(Path::new("p"), "out/../x.o").unwrap(),
-            PathBuf::from("p/x.o")
-        );
-        let mut tree = Tree::create(dir.path().join("r3")).unwrap();
-        assert!(matches!(
-            tree.fill(&[(PathBuf::from("p/link"), climb)], &store),
-            Err(LayoutError::Refused(_))
-        ));
-        // A symlink the compile might leave, pointing out: never read.
-        std::os::unix::fs::symlink(outside.join("secret"), dir.path().join("r3/p/obj")).unwrap();
-        std::os::unix::fs::symlink(&outside, dir.path().join("r3/p/dir")).unwrap();
-        assert!(tree.read(Path::new("p/obj")).is_err());
-        assert!(tree.read(Path::new("p/dir/secret")).is_err());
-        assert_eq!(fs::read(outside.join("secret")).unwrap(), b"secret");
-    }
-}
+mod tests;

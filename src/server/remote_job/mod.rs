@@ -47,7 +47,7 @@ use crate::protocol::job::PASSED_ENVIRONMENT;
 use crate::protocol::mux::remote::RemoteAnswer;
 pub use crate::protocol::mux::remote::{RemoteCompile, RemoteJob};
 use crate::tree::{self, WalkEntry, WalkError};
-use materialise::{LayoutError, Tree};
+use materialise::{LayoutError, SharedFiles, Tree};
 use warm::WarmTree;
 pub use warm::WarmTrees;
 
@@ -192,8 +192,7 @@ async fn run_uncounted(
     let result = run_in(
         job,
         &compiler,
-        job_dir.path(),
-        &mut tree,
+        (job_dir.path(), &mut tree, trees.shared()),
         store,
         settings,
         cancelled,
@@ -215,14 +214,12 @@ async fn run_uncounted(
 }
 
 /// [`run_uncounted`] in the job directory `job_dir`, on the tree an earlier job left in
-/// it (`tree`, or a new one when `None`); `tree` holds the tree afterwards when a later
-/// job may take it over.
-#[allow(clippy::too_many_arguments)]
+/// it (`tree`, or a new one when `None`) linking the process's `shared` files; `tree`
+/// holds the tree afterwards when a later job may take it over.
 async fn run_in(
     job: &RemoteJob,
     compiler: &str,
-    job_dir: &Path,
-    tree: &mut Option<Tree>,
+    (job_dir, tree, shared): (&Path, &mut Option<Tree>, Arc<SharedFiles>),
     store: Arc<Store>,
     settings: &BoxSettings,
     cancelled: impl Future<Output = ()>,
@@ -256,6 +253,7 @@ async fn run_in(
         let tree_root = job.root;
         let max_input = settings.max_input;
         let earlier = tree.take();
+        let shared = Arc::clone(&shared);
         tokio::task::spawn_blocking(move || {
             let entries = walk_tree(&tree_root, max_input, &store)?;
             let tree = match earlier {
@@ -265,7 +263,7 @@ async fn run_in(
             prepare(
                 tree,
                 &entries,
-                &store,
+                (&store, &shared),
                 &cwd,
                 &outputs,
                 user_dep_file.as_deref(),
@@ -309,7 +307,11 @@ async fn run_in(
     let prepared = if ran.status == 0 {
         let root = root.clone();
         let (prepared, collected) = tokio::task::spawn_blocking(move || {
-            let collected = collect(&prepared, &root, &own_dep_file);
+            let collected = prepared
+                .tree
+                .check_shared(&shared)
+                .map_err(RemoteJobError::Internal)
+                .and_then(|()| collect(&prepared, &root, &own_dep_file));
             (prepared, collected)
         })
         .await
@@ -377,7 +379,7 @@ fn walk_tree(
 fn prepare(
     mut tree: Tree,
     entries: &[(PathBuf, WalkEntry)],
-    store: &Store,
+    (store, shared): (&Store, &SharedFiles),
     cwd: &Path,
     outputs: &[String],
     user_dep_file: Option<&str>,
@@ -394,7 +396,7 @@ fn prepare(
             "refused argument \"-specs={name}\": a specs file sent with the job can run any program"
         )));
     }
-    tree.fill(entries, store).map_err(layout_error)?;
+    tree.fill(entries, store, shared).map_err(layout_error)?;
     tree.directory(cwd).map_err(layout_error)?;
     let outputs = outputs
         .iter()

@@ -12,16 +12,18 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tempfile::TempDir;
 
-use super::materialise::Tree;
+use super::materialise::{SharedFiles, Tree};
 
-/// The idle job directories of one process, the most recently used last.
+/// The idle job directories of one process, the most recently used last, and the files
+/// its trees share.
 pub struct WarmTrees {
     idle: Mutex<Vec<WarmTree>>,
     max_idle: usize,
+    shared: Arc<SharedFiles>,
 }
 
 /// A job directory and the tree laid out in it.
@@ -36,7 +38,13 @@ impl WarmTrees {
         WarmTrees {
             idle: Mutex::new(Vec::new()),
             max_idle,
+            shared: Arc::new(SharedFiles::new()),
         }
+    }
+
+    /// The read-only files every tree of the process links.
+    pub(super) fn shared(&self) -> Arc<SharedFiles> {
+        Arc::clone(&self.shared)
     }
 
     /// The most recently used idle tree: the likeliest to hold what the next job of

@@ -149,7 +149,7 @@ impl Store {
 
 /// `link(2)` errors after which a copy still works: another filesystem, too many links,
 /// or a filesystem without hard links.
-fn can_copy_instead(err: &io::Error) -> bool {
+pub fn can_copy_instead(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
         Some(libc::EXDEV | libc::EMLINK | libc::EPERM | libc::EOPNOTSUPP)

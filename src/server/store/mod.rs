@@ -77,6 +77,7 @@ pub use blobs::Store;
 pub use error::{Result, StoreError};
 pub use evict::ScanReport;
 pub use insert::Inserted;
+pub use materialize::can_copy_instead;
 pub use size::{ParseSizeError, format_size, parse_size};
 pub use stats::StoreStats;
 

@@ -9,7 +9,10 @@
 //! has a new ctime too; userspace cannot set a ctime back. The one gap is the clock's
 //! tick: a change within the same tick as the stamp leaves the ctime as it was, so an
 //! entry stamped shortly before the tree was sealed is checked by content (a file is
-//! hashed again, a directory listed) instead of trusted.
+//! hashed again, a directory listed) instead of trusted. A file linked from the
+//! process's shared copies is the exception: every link to it moves its ctime, so its
+//! inode, mode, size and mtime (the client's, which a write replaces with now) say it is
+//! unchanged, and it is checked by content only when that mtime is recent.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -39,9 +42,16 @@ impl Tree {
             .unwrap_or(UNIX_EPOCH)
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos() as i128);
-        let racy = |stamp: &Option<Stamp>| {
-            stamp.is_none_or(|stamp| {
-                i128::from(stamp.ctime.0) * 1_000_000_000 + i128::from(stamp.ctime.1) > racy_after
+        // A shared file's ctime moves with every link to it; a write to it would move
+        // its mtime from the client's (long past, as a rule) to now.
+        let racy = |laid: &super::Laid| {
+            laid.stamp.is_none_or(|stamp| {
+                let (seconds, nanos) = if laid.shared {
+                    stamp.mtime
+                } else {
+                    stamp.ctime
+                };
+                i128::from(seconds) * 1_000_000_000 + i128::from(nanos) > racy_after
             })
         };
 
@@ -92,7 +102,7 @@ impl Tree {
                 }
                 remove_entry(&full)?;
                 self.forget_below(&dir);
-            } else if laid.stamp != Some(stamp) || racy(&laid.stamp) {
+            } else if laid.stamp != Some(stamp) || racy(laid) {
                 self.remove_strays(&dir)?;
             }
         }
@@ -106,10 +116,10 @@ impl Tree {
             let full = self.root.join(path);
             let keep = wanted.get(path) == Some(&&laid.entry)
                 && match fs::symlink_metadata(&full) {
-                    Ok(meta) if laid.stamp != Some(Stamp::of(&meta)) => false,
+                    Ok(meta) if !laid.unchanged(&meta) => false,
                     Ok(_) => match &laid.entry {
                         // A symlink's target cannot change in place.
-                        WalkEntry::File { digest, .. } if racy(&laid.stamp) => {
+                        WalkEntry::File { digest, .. } if racy(laid) => {
                             Digest::of_file(&full).is_ok_and(|actual| actual == *digest)
                         }
                         _ => true,
@@ -178,6 +188,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+    use crate::server::remote_job::materialise::SharedFiles;
     use crate::server::store::Store;
     use crate::tree::Timestamp;
 
@@ -202,10 +213,20 @@ mod tests {
             .collect()
     }
 
-    /// Lays `entries` out in `tree` (pruned first) and seals it, as a job does.
+    /// Lays `entries` out in `tree` (pruned first) and seals it, as a job does, with
+    /// private copies (see [`lay_shared`]).
     fn lay(tree: &mut Tree, entries: &[(PathBuf, WalkEntry)], store: &Store) {
+        lay_shared(tree, entries, store, &SharedFiles::none());
+    }
+
+    fn lay_shared(
+        tree: &mut Tree,
+        entries: &[(PathBuf, WalkEntry)],
+        store: &Store,
+        shared: &SharedFiles,
+    ) {
         tree.prune(entries, Path::new("p")).unwrap();
-        tree.fill(entries, store).unwrap();
+        tree.fill(entries, store, shared).unwrap();
         tree.directory(Path::new("p")).unwrap();
         tree.seal().unwrap();
     }
@@ -297,6 +318,57 @@ mod tests {
         tree.laid.get_mut(Path::new("p/a.h")).unwrap().stamp = Some(forged);
         lay(&mut tree, &list, &store);
         assert_eq!(fs::read(root.join("p/a.h")).unwrap(), b"aaaa");
+    }
+
+    #[test]
+    fn trees_share_one_read_only_inode_and_a_write_to_it_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), 1 << 30).unwrap();
+        let shared = SharedFiles::new();
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        let mut first = Tree::create(one.clone()).unwrap();
+        let mut second = Tree::create(two.clone()).unwrap();
+        let (a, b) = (file(&store, b"a"), file(&store, b"b"));
+        let list = entries(&[("p/a.h", &a), ("p/b.h", &b)]);
+        lay_shared(&mut first, &list, &store, &shared);
+        lay_shared(&mut second, &list, &store, &shared);
+        let meta = fs::metadata(one.join("p/a.h")).unwrap();
+        assert_eq!(
+            meta.ino(),
+            ino(&two.join("p/a.h")),
+            "one inode for both trees"
+        );
+        assert_eq!(meta.mode() & 0o777, 0o444);
+        assert_eq!((meta.mtime(), meta.nlink()), (OLD.seconds, 3));
+
+        // Another tree linking and unlinking moves the ctime: still unchanged.
+        settle(&mut first);
+        drop(second);
+        fs::remove_dir_all(&two).unwrap();
+        first.check_shared(&shared).unwrap();
+        let kept = ino(&one.join("p/a.h"));
+        lay_shared(&mut first, &list, &store, &shared);
+        assert_eq!(kept, ino(&one.join("p/a.h")));
+
+        // A write through a link (a compile as root ignores the mode) moves the mtime:
+        // the compile's check fails, the copy is dropped, the next layout is fresh.
+        fs::write(one.join("p/b.h"), "B").unwrap();
+        assert!(first.check_shared(&shared).is_err());
+        let mut third = Tree::create(dir.path().join("three")).unwrap();
+        lay_shared(&mut third, &list, &store, &shared);
+        assert_eq!(fs::read(dir.path().join("three/p/b.h")).unwrap(), b"b");
+        settle(&mut first);
+        lay_shared(&mut first, &list, &store, &shared);
+        assert_eq!(fs::read(one.join("p/b.h")).unwrap(), b"b");
+        first.check_shared(&shared).unwrap();
+
+        // An output at a shared file's path becomes the tree's own copy first.
+        let at = first.output(Path::new("p"), "a.h").unwrap();
+        assert_eq!(at, PathBuf::from("p/a.h"));
+        let meta = fs::metadata(one.join("p/a.h")).unwrap();
+        assert_ne!(meta.ino(), ino(&dir.path().join("three/p/a.h")));
+        assert_eq!((meta.mode() & 0o777, meta.mtime()), (0o644, OLD.seconds));
+        assert_eq!(fs::read(one.join("p/a.h")).unwrap(), b"a");
     }
 
     #[test]
