@@ -300,9 +300,8 @@ pub(crate) async fn run_compiler(
     child.envs(compile.env.iter().map(|(name, value)| (name, value)));
     // The compiler's temporary files (the assembly between cc1 and as) stay in the job.
     child.env("TMPDIR", compile.job_dir);
-    niced_and_confined(&mut child, settings.nice, confinement);
     tracing::debug!(compiler, args = ?compile.args, "running compiler");
-    let child = match child.spawn() {
+    let child = match spawn_niced_and_confined(child, settings.nice, confinement).await {
         Ok(child) => child,
         Err(err) => {
             return Err(NotRun::Refused(
@@ -367,22 +366,45 @@ async fn take_slot(settings: &BoxSettings) -> Option<super::slots::Slot> {
     }
 }
 
-/// Makes `child` start at `nice` more niceness and, given a confinement, sandboxed.
-fn niced_and_confined(child: &mut Command, nice: i32, confinement: Option<Confinement>) {
-    // SAFETY: the closure makes only async-signal-safe system calls (getpriority,
-    // setpriority, prctl, landlock_restrict_self) and allocates nothing.
-    unsafe {
-        child.pre_exec(move || {
-            if nice != 0 {
-                let current = libc::getpriority(libc::PRIO_PROCESS, 0);
-                libc::setpriority(libc::PRIO_PROCESS, 0, current.saturating_add(nice));
-            }
-            match &confinement {
-                Some(confinement) => confinement.apply_to_current_process(),
-                None => Ok(()),
-            }
-        });
-    }
+/// Starts `child` at `nice` more niceness and, given a confinement, sandboxed, from a
+/// thread of its own that takes both first and then ends.
+///
+/// Niceness and Landlock belong to the calling thread on Linux and pass to what it
+/// starts, so no code has to run in the child between fork and exec, and the standard
+/// library starts the compiler with `posix_spawn` (a vfork) instead of forking this whole
+/// process: a fork of a `--mux` serving 128 jobs marks its every page copy-on-write, and
+/// the faults and TLB flushes that follow cost the box more than laying out the job's
+/// tree. The thread is never reused, so its confinement dies with it.
+async fn spawn_niced_and_confined(
+    mut child: Command,
+    nice: i32,
+    confinement: Option<Confinement>,
+) -> std::io::Result<tokio::process::Child> {
+    let runtime = tokio::runtime::Handle::current();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sshcc-spawn".to_string())
+        .spawn(move || {
+            // The child is registered with the runtime's process driver.
+            let _runtime = runtime.enter();
+            let started = (|| {
+                if nice != 0 {
+                    // SAFETY: plain integers; `who` 0 is the calling thread on Linux.
+                    unsafe {
+                        let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+                        libc::setpriority(libc::PRIO_PROCESS, 0, current.saturating_add(nice));
+                    }
+                }
+                if let Some(confinement) = &confinement {
+                    confinement.apply_to_current_thread()?;
+                }
+                child.spawn()
+            })();
+            let _ = sender.send(started);
+        })?;
+    receiver
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread died")))
 }
 
 /// Writes the client's source files into the job directory so that diagnostics can

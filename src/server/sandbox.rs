@@ -8,8 +8,8 @@
 //! write only inside the job directory, and may not open TCP connections; the kernel
 //! enforces it on the compiler and everything it starts (cc1, as), and it cannot be undone.
 //!
-//! The ruleset is built in the serving process (opening paths allocates); the child only
-//! makes the two system calls that apply it, which are safe between fork and exec.
+//! The ruleset is built in the serving process (opening paths allocates) and applied by
+//! a short-lived thread that then starts the compiler (`server::job`), which inherits it.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -253,11 +253,11 @@ impl Confinement {
         Ok(())
     }
 
-    /// Confines the calling process for good. Meant for `pre_exec`: it only makes system
-    /// calls, which are async-signal-safe.
-    pub fn apply_to_current_process(&self) -> std::io::Result<()> {
+    /// Confines the calling thread, and all it starts, for good (`no_new_privs` and the
+    /// Landlock domain are per thread). Only for a thread that starts the compiler and ends.
+    pub fn apply_to_current_thread(&self) -> std::io::Result<()> {
         // SAFETY: prctl and landlock_restrict_self take plain integers; the ruleset
-        // descriptor is open (it is closed on exec, after this runs).
+        // descriptor is open (it is closed on exec, in the child).
         unsafe {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
