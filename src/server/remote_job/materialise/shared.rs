@@ -18,7 +18,8 @@
 //! changed copy is dropped and no object is built from it.
 //!
 //! The copies go with the process; while it lives they are bounded by [`MAX_BYTES`]:
-//! past it, copies no tree links any more are removed.
+//! past it, copies no tree links any more are removed (and when the trees themselves
+//! link more than that, the next sweep waits until the copies have doubled).
 //!
 //! [`Tree::check_shared`]: super::Tree::check_shared
 
@@ -98,6 +99,8 @@ pub struct SharedFiles {
     dir: Option<TempDir>,
     shards: Vec<Mutex<HashMap<Key, Made>>>,
     bytes: AtomicU64,
+    /// Past this many bytes of copies, the next copy sweeps first.
+    sweep_at: AtomicU64,
     /// Distinguishes the temporary names of copies being made at once.
     next_temp: AtomicU64,
 }
@@ -125,6 +128,7 @@ impl SharedFiles {
             dir,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             bytes: AtomicU64::new(0),
+            sweep_at: AtomicU64::new(MAX_BYTES),
             next_temp: AtomicU64::new(0),
         }
     }
@@ -136,6 +140,10 @@ impl SharedFiles {
             return Ok(Link::Unlinkable);
         };
         let name = dir.path().join(name(key));
+        // Before taking a shard: the sweep takes each in turn.
+        if self.bytes.load(Ordering::Relaxed) > self.sweep_at.load(Ordering::Relaxed) {
+            self.sweep();
+        }
         let mut shard = self.shard(key);
         let mut made_now = false;
         loop {
@@ -204,9 +212,6 @@ impl SharedFiles {
     /// Copies the verified blob to a temporary name, gives it its mode and mtime, and
     /// renames it to `name` (blocking I/O).
     fn make(&self, key: &Key, store: &Store, dir: &Path, name: &Path) -> Result<Made, LayoutError> {
-        if self.bytes.load(Ordering::Relaxed) > MAX_BYTES {
-            self.sweep();
-        }
         let mut blob = match store.open_verified(&key.digest) {
             Ok(blob) => blob,
             Err(StoreError::Missing(digest)) => return Err(LayoutError::Missing(vec![digest])),
@@ -263,6 +268,9 @@ impl SharedFiles {
                 self.forget_locked(&mut shard, &key, &dir.path().join(name(&key)));
             }
         }
+        let left = self.bytes.load(Ordering::Relaxed);
+        self.sweep_at
+            .store(MAX_BYTES.max(left.saturating_mul(2)), Ordering::Relaxed);
     }
 }
 
@@ -284,4 +292,46 @@ fn name(key: &Key) -> PathBuf {
         key.digest.hash_hex(),
         key.digest.size_bytes
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_removes_only_the_copies_no_tree_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), 1 << 30).unwrap();
+        let shared = SharedFiles::new();
+        let key = |content: &[u8]| {
+            let digest = Digest::of(content);
+            store.insert(&digest, content).unwrap();
+            Key {
+                digest,
+                executable: false,
+                mtime: None,
+            }
+        };
+        let (kept, dropped) = (key(b"kept"), key(b"dropped"));
+        for (key, dest) in [(&kept, "a"), (&dropped, "b")] {
+            let linked = shared.link(key, &store, &dir.path().join(dest)).unwrap();
+            assert!(matches!(linked, Link::Made(_)));
+        }
+        assert!(matches!(
+            shared.link(&kept, &store, &dir.path().join("a")).unwrap(),
+            Link::Exists
+        ));
+        fs::remove_file(dir.path().join("b")).unwrap();
+        shared.sweep();
+        let copies = shared.dir.as_ref().unwrap().path();
+        assert!(copies.join(name(&kept)).exists());
+        assert!(!copies.join(name(&dropped)).exists());
+        assert_eq!(shared.bytes.load(Ordering::Relaxed), 4);
+        // A copy swept away is made again when a tree wants it.
+        let linked = shared
+            .link(&dropped, &store, &dir.path().join("b"))
+            .unwrap();
+        assert!(matches!(linked, Link::Made(_)));
+        assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"dropped");
+    }
 }
