@@ -33,7 +33,9 @@ use std::sync::{Mutex, PoisonError};
 
 use tempfile::TempDir;
 
-use super::{LayoutError, io_error, system_time};
+use super::LayoutError;
+use super::io_error;
+use super::system_time;
 use crate::digest::Digest;
 use crate::server::store::{Store, StoreError, can_copy_instead};
 use crate::tree::Timestamp;
