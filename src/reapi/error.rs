@@ -35,6 +35,13 @@ pub enum ReapiError {
         code: Code,
         message: String,
     },
+    /// The engine's TLS certificate was not accepted (an unknown issuer, another name,
+    /// expired): retrying will not help until the trust settings change.
+    #[error(
+        "{call}: the engine's TLS certificate was not accepted: {message}; check \
+         ca_certificates and tls_server_name in its [reapi.\"HOST:PORT\"] settings"
+    )]
+    Untrusted { call: String, message: String },
     /// Any other error status: the engine will not do this request.
     #[error("{call}: {code:?}: {message}")]
     Failed {
@@ -83,8 +90,16 @@ impl ReapiError {
         }
     }
 
-    /// The error for a failed gRPC call.
+    /// The error for a failed gRPC call. A connection that failed because the
+    /// engine's certificate was refused comes back as UNAVAILABLE, like an engine that
+    /// is down, but is no reason to retry: it is [`ReapiError::Untrusted`].
     pub fn from_status(call: impl Into<String>, status: &tonic::Status) -> Self {
+        if certificate_refused(status) {
+            return ReapiError::Untrusted {
+                call: call.into(),
+                message: status.message().to_owned(),
+            };
+        }
         ReapiError::from_code(call, status.code(), status.message())
     }
 
@@ -120,6 +135,21 @@ impl ReapiError {
     }
 }
 
+/// Whether `status` (or what caused it) is rustls refusing the peer's certificate.
+/// rustls's own error type is behind tonic's, so its text is what can be matched; it
+/// has read "invalid peer certificate: …" since rustls 0.20.
+fn certificate_refused(status: &tonic::Status) -> bool {
+    const REFUSED: &str = "invalid peer certificate";
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    while let Some(err) = cause {
+        if err.to_string().contains(REFUSED) {
+            return true;
+        }
+        cause = err.source();
+    }
+    status.message().contains(REFUSED)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +182,19 @@ mod tests {
             let error = ReapiError::from_code("Execute", code, "bad");
             assert!(matches!(error, ReapiError::Failed { .. }), "{error}");
         }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_not_retried() {
+        let status = tonic::Status::unavailable(
+            "error trying to connect: invalid peer certificate: UnknownIssuer",
+        );
+        let error = ReapiError::from_status("GetCapabilities", &status);
+        assert!(matches!(error, ReapiError::Untrusted { .. }), "{error}");
+        assert!(!error.is_retryable());
+        assert!(error.to_string().contains("ca_certificates"), "{error}");
+        let down = tonic::Status::unavailable("error trying to connect: Connection refused");
+        assert!(ReapiError::from_status("GetCapabilities", &down).is_retryable());
     }
 
     #[test]
