@@ -29,7 +29,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tempfile::TempDir;
 
@@ -97,8 +97,9 @@ pub(super) enum Link {
 
 /// The shared copies of one process.
 pub struct SharedFiles {
-    /// `None` where no directory could be made: every tree copies.
-    dir: Option<TempDir>,
+    /// Made when the first tree links a file (a process serving only preprocessed
+    /// jobs makes none); `None` where none could be made: every tree copies.
+    dir: OnceLock<Option<TempDir>>,
     shards: Vec<Mutex<HashMap<Key, Made>>>,
     bytes: AtomicU64,
     /// Past this many bytes of copies, the next copy sweeps first.
@@ -108,24 +109,19 @@ pub struct SharedFiles {
 }
 
 impl SharedFiles {
-    /// A directory for the copies in the temporary directory, where the job directories
-    /// are; without one, trees copy every file.
+    /// Copies in a directory of the temporary directory, where the job directories
+    /// are, made on first use; without one, trees copy every file.
     pub fn new() -> SharedFiles {
-        let dir = tempfile::Builder::new()
-            .prefix("sshcc-files-")
-            .tempdir()
-            .inspect_err(|err| tracing::debug!("no shared job files: {err}"))
-            .ok();
-        SharedFiles::in_dir(dir)
+        SharedFiles::in_dir(OnceLock::new())
     }
 
     /// None at all: every tree copies its files.
     #[cfg(test)]
     pub fn none() -> SharedFiles {
-        SharedFiles::in_dir(None)
+        SharedFiles::in_dir(OnceLock::from(None))
     }
 
-    fn in_dir(dir: Option<TempDir>) -> SharedFiles {
+    fn in_dir(dir: OnceLock<Option<TempDir>>) -> SharedFiles {
         SharedFiles {
             dir,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -138,7 +134,7 @@ impl SharedFiles {
     /// Links the shared copy of `key` (made now if needed, from `store`) at `dest`,
     /// which must not exist yet (blocking I/O).
     pub(super) fn link(&self, key: &Key, store: &Store, dest: &Path) -> Result<Link, LayoutError> {
-        let Some(dir) = &self.dir else {
+        let Some(dir) = self.dir() else {
             return Ok(Link::Unlinkable);
         };
         let name = dir.path().join(name(key));
@@ -190,11 +186,26 @@ impl SharedFiles {
     /// Drops the copy of `key` if it is still the one `made` describes (a job found it
     /// changed): later trees get a fresh one.
     pub(super) fn forget(&self, key: &Key, made: Made) {
-        let Some(dir) = &self.dir else { return };
+        let Some(dir) = self.dir.get().and_then(Option::as_ref) else {
+            return;
+        };
         let mut shard = self.shard(key);
         if shard.get(key) == Some(&made) {
             self.forget_locked(&mut shard, key, &dir.path().join(name(key)));
         }
+    }
+
+    /// The copies' directory, made now if this is its first use.
+    fn dir(&self) -> Option<&TempDir> {
+        self.dir
+            .get_or_init(|| {
+                tempfile::Builder::new()
+                    .prefix("sshcc-files-")
+                    .tempdir()
+                    .inspect_err(|err| tracing::debug!("no shared job files: {err}"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     fn forget_locked(&self, shard: &mut HashMap<Key, Made>, key: &Key, name: &Path) {
@@ -256,7 +267,9 @@ impl SharedFiles {
 
     /// Removes the copies no tree links (blocking I/O).
     fn sweep(&self) {
-        let Some(dir) = &self.dir else { return };
+        let Some(dir) = self.dir.get().and_then(Option::as_ref) else {
+            return;
+        };
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let unlinked: Vec<Key> = shard
@@ -325,7 +338,7 @@ mod tests {
         ));
         fs::remove_file(dir.path().join("b")).unwrap();
         shared.sweep();
-        let copies = shared.dir.as_ref().unwrap().path();
+        let copies = shared.dir().unwrap().path();
         assert!(copies.join(name(&kept)).exists());
         assert!(!copies.join(name(&dropped)).exists());
         assert_eq!(shared.bytes.load(Ordering::Relaxed), 4);
