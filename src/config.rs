@@ -42,7 +42,8 @@ pub struct Config {
 
 /// Settings for one REAPI endpoint. Secrets are never in the file or the host list:
 /// the authorization header's token comes from an environment variable or a
-/// credential helper's output, read when the daemon connects.
+/// credential helper's output, read when the daemon connects (and the helper run again
+/// when the engine refuses its token, which may have expired).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReapiConfig {

@@ -13,7 +13,8 @@
 //!   config.toml, and `sshcc check` on it;
 //! - an instance that takes only JWTs: `sshcc check` passes with a valid token from
 //!   `authorization_env`, and a wrong or missing token is a clear message (and, in a
-//!   build, a local compile);
+//!   build, a local compile); a credential helper's token that expires under a running
+//!   daemon is fetched again and the next job still runs on the engine;
 //! - the engine stopped under a running daemon, with a job in flight and before the
 //!   next: correct local compiles, and the host backed off.
 //!
@@ -24,6 +25,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::reapi_engine::{ReapiEngine, TLS_SERVER_NAME};
 use common::{Scratch, project_copy, run, stderr};
@@ -410,6 +412,47 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
     assert_eq!(
         client.object("t.o"),
         client.local_object("gcc", "geometry.c")
+    );
+    expired_token_fetched_again(engine, endpoint, hosts);
+}
+
+/// A credential helper's token expires under a running daemon: the engine refuses it,
+/// the daemon runs the helper again and the job still runs on the engine.
+fn expired_token_fetched_again(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
+    let scratch = Scratch::new();
+    let token_file = scratch.join("token");
+    let helper = scratch.join("print-token");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\ncat '{}'\n", token_file.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[reapi.\"{endpoint}\"]\ninstance_name = \"secured\"\nauthorization_command = \"{}\"\n",
+        helper.display()
+    );
+    let client = Client::new(hosts.to_string(), &config);
+    std::fs::write(&token_file, engine.token_lasting(true, 2)).unwrap();
+    let output = client.compile("gcc", "geometry.c", "a.o", &[]);
+    assert!(
+        output.status.success(),
+        "a fresh token: {}",
+        stderr(&output)
+    );
+    // Past its expiry (JWT times are whole seconds); the helper now has a new one.
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(&token_file, engine.token(true)).unwrap();
+    let output = client.compile("g++", "shapes.cpp", "b.o", &[]);
+    assert!(
+        output.status.success(),
+        "with the helper's new token, without fallback: {}\n{}",
+        stderr(&output),
+        engine.logs()
+    );
+    assert_eq!(
+        client.object("b.o"),
+        client.local_object("g++", "shapes.cpp")
     );
 }
 

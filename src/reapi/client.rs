@@ -16,6 +16,7 @@ use tonic::Code;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
+use super::Authorization;
 use super::Endpoint;
 use super::ReapiError;
 use super::to_proto;
@@ -25,6 +26,18 @@ use crate::digest::Digest;
 /// batch of `max_batch_total_size_bytes` (often just under 4 MiB) plus its framing
 /// can reach, and engines advertise larger batches too.
 pub(super) const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The `authorization` header of `value`, marked sensitive (never logged).
+fn header(value: Option<&Authorization>) -> anyhow::Result<Option<MetadataValue<Ascii>>> {
+    value
+        .map(|value| {
+            let mut header = MetadataValue::try_from(value.0.as_str())
+                .context("the REAPI authorization value is not a valid header value")?;
+            header.set_sensitive(true);
+            anyhow::Ok(header)
+        })
+        .transpose()
+}
 
 /// Batch size used when an engine advertises no limit: gRPC's usual message limit.
 const DEFAULT_BATCH_BYTES: u64 = 4 << 20;
@@ -76,22 +89,24 @@ impl ReapiClient {
     /// cannot be read, an authorization value that is not a valid header). Must be
     /// called inside a tokio runtime, which the connection's task runs on.
     pub fn connect(endpoint: &Endpoint) -> anyhow::Result<ReapiClient> {
-        let authorization = endpoint
-            .authorization
-            .as_ref()
-            .map(|value| {
-                let mut header = MetadataValue::try_from(value.0.as_str())
-                    .context("the REAPI authorization value is not a valid header value")?;
-                header.set_sensitive(true);
-                anyhow::Ok(header)
-            })
-            .transpose()?;
         Ok(ReapiClient {
             channel: endpoint.channel()?,
             instance_name: endpoint.instance_name.clone(),
-            authorization,
+            authorization: header(endpoint.authorization.as_ref())?,
             call_timeout: endpoint.call_timeout,
             capabilities: Arc::default(),
+        })
+    }
+
+    /// This client with another `authorization` value (a token fetched again), on the
+    /// same connection.
+    pub fn with_authorization(
+        &self,
+        authorization: Option<&Authorization>,
+    ) -> anyhow::Result<ReapiClient> {
+        Ok(ReapiClient {
+            authorization: header(authorization)?,
+            ..self.clone()
         })
     }
 

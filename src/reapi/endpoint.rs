@@ -124,7 +124,8 @@ impl Endpoint {
 
     /// The endpoint of a host-list entry's `url` with its config.toml settings: the
     /// instance, the TLS files, and the token from `authorization_env` or
-    /// `authorization_command` (run now, once per connection), sent as `Bearer …`.
+    /// `authorization_command` (run now; the dispatcher runs it again when the engine
+    /// refuses the token), sent as `Bearer …`.
     pub fn configured(url: &str, config: &ReapiConfig) -> anyhow::Result<Endpoint> {
         let mut endpoint = Endpoint::parse(url)?;
         if !endpoint.instance_name.is_empty() {
@@ -156,6 +157,13 @@ impl Endpoint {
             }
             None => {}
         }
+        endpoint.authorization = Endpoint::authorization(url, config)?;
+        Ok(endpoint)
+    }
+
+    /// The `authorization` value `config` asks for: `Bearer ` and the token from
+    /// `authorization_env` or the output of `authorization_command` (run now; blocking).
+    pub fn authorization(url: &str, config: &ReapiConfig) -> anyhow::Result<Option<Authorization>> {
         let token = match (&config.authorization_env, &config.authorization_command) {
             (Some(_), Some(_)) => {
                 anyhow::bail!("{url}: authorization_env and authorization_command are alternatives")
@@ -166,12 +174,11 @@ impl Endpoint {
             (None, Some(command)) => Some(credential_helper(url, command)?),
             (None, None) => None,
         };
-        endpoint.authorization = match token.as_deref().map(str::trim) {
+        match token.as_deref().map(str::trim) {
             Some("") => anyhow::bail!("{url}: the authorization token is empty"),
-            Some(token) => Some(Authorization(format!("Bearer {token}"))),
-            None => None,
-        };
-        Ok(endpoint)
+            Some(token) => Ok(Some(Authorization(format!("Bearer {token}")))),
+            None => Ok(None),
+        }
     }
 
     /// The URL tonic connects to.

@@ -122,6 +122,11 @@ impl ReapiEngine {
     /// A JWT for the instance "secured", valid for an hour: signed with the engine's
     /// key, or (`valid` false) with another one.
     pub fn token(&self, valid: bool) -> String {
+        self.token_lasting(valid, 3600)
+    }
+
+    /// A JWT for the "secured" instance that expires `seconds` from now.
+    pub fn token_lasting(&self, valid: bool, seconds: u64) -> String {
         let key = if valid {
             std::fs::read_to_string(self.root().join("jwt.secret")).expect("jwt.secret")
         } else {
@@ -131,8 +136,9 @@ impl ReapiEngine {
             .args([
                 "-c",
                 "import jwt, sys, time; print(jwt.encode({'sub': 'sshcc-test', \
-                 'exp': int(time.time()) + 3600}, sys.argv[1].strip(), 'HS256'))",
+                 'exp': int(time.time()) + int(sys.argv[2])}, sys.argv[1].strip(), 'HS256'))",
                 &key,
+                &seconds.to_string(),
             ])
             .env("HOME", self.dir.path().join("home"))
             .output()

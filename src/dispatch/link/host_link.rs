@@ -89,7 +89,12 @@ pub(super) enum Transport {
 /// An open REAPI endpoint.
 #[derive(Debug)]
 pub(super) struct ReapiEndpoint {
-    pub(super) client: ReapiClient,
+    /// The client and how many times its token was fetched again (see
+    /// `HostLink::run_reapi`).
+    pub(super) client: std::sync::RwLock<(u64, ReapiClient)>,
+    /// Held while the credential helper runs again, so that jobs refused together
+    /// fetch one new token.
+    pub(super) refreshing: tokio::sync::Mutex<()>,
     /// The settings it was opened with, so changed ones open it again.
     pub(super) config: ReapiConfig,
     /// Properties a worker must match, the toolchain's added per job.

@@ -7,8 +7,8 @@
 //! fetched from the CAS and checked against its digest. The answer is the distcc
 //! `Response` a box would have sent, so the wrapper's path is the same for every host.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -81,7 +81,8 @@ impl HostLink {
         Ok(HostLink {
             label: url.to_string(),
             transport: Transport::Reapi(Box::new(ReapiEndpoint {
-                client,
+                client: std::sync::RwLock::new((0, client)),
+                refreshing: tokio::sync::Mutex::new(()),
                 config: config.clone(),
                 platform,
             })),
@@ -94,7 +95,8 @@ impl HostLink {
 
     /// Runs the preprocessed job `request` on the engine as the compiler of
     /// `toolchain`, in the client's `locale` (so messages read as here), retrying with
-    /// backoff while the engine is unavailable.
+    /// backoff while the engine is unavailable, and once with a token fetched again
+    /// when the engine refuses one a credential helper gave (it may have expired).
     pub(super) async fn run_reapi(
         &self,
         endpoint: &ReapiEndpoint,
@@ -119,9 +121,26 @@ impl HostLink {
         )
         .map_err(|why| LinkError(format!("{}: {why}", self.label())))?;
         let mut delay = FIRST_RETRY_DELAY;
+        let mut refreshed = false;
         for attempt in 1..=ATTEMPTS {
-            match self.run_action(endpoint, &job, observer).await {
+            let (generation, client) = endpoint.client();
+            match self.run_action(&client, &job, observer).await {
                 Ok(response) => return Ok(response),
+                Err(err @ ReapiError::Refused { .. })
+                    if !refreshed
+                        && attempt < ATTEMPTS
+                        && endpoint.config.authorization_command.is_some() =>
+                {
+                    refreshed = true;
+                    tracing::info!(
+                        "{}: {err}; asking the credential helper again",
+                        self.label()
+                    );
+                    endpoint
+                        .refresh_token(self.label(), generation)
+                        .await
+                        .map_err(|err| LinkError(format!("{err:#}")))?;
+                }
                 Err(err) if err.is_retryable() && attempt < ATTEMPTS => {
                     let wait = jittered(delay);
                     tracing::info!("{}: {err}; trying again in {wait:?}", self.label());
@@ -136,11 +155,10 @@ impl HostLink {
 
     async fn run_action(
         &self,
-        endpoint: &ReapiEndpoint,
+        client: &ReapiClient,
         job: &ActionJob,
         observer: Option<&Observer>,
     ) -> Result<Response, ReapiError> {
-        let client = &endpoint.client;
         let traffic = &self.meter.traffic;
         let cached = job.cacheable.build();
         if job.cache != ReapiCache::Off
@@ -239,6 +257,29 @@ impl HostLink {
 impl ReapiEndpoint {
     fn cache(&self) -> ReapiCache {
         self.config.cache.unwrap_or_default()
+    }
+
+    /// The client to use now, and its token's generation.
+    fn client(&self) -> (u64, ReapiClient) {
+        let client = self.client.read().unwrap_or_else(PoisonError::into_inner);
+        (client.0, client.1.clone())
+    }
+
+    /// Runs the credential helper again and puts its token in the client, unless
+    /// another job did since the client of `generation` was refused.
+    async fn refresh_token(&self, url: &str, generation: u64) -> anyhow::Result<()> {
+        let _refreshing = self.refreshing.lock().await;
+        if self.client().0 != generation {
+            return Ok(());
+        }
+        let authorization = {
+            let (url, config) = (url.to_string(), self.config.clone());
+            tokio::task::spawn_blocking(move || Endpoint::authorization(&url, &config)).await??
+        };
+        let mut client = self.client.write().unwrap_or_else(PoisonError::into_inner);
+        let fresh = client.1.with_authorization(authorization.as_ref())?;
+        *client = (generation + 1, fresh);
+        Ok(())
     }
 }
 
