@@ -25,7 +25,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::reapi_engine::{ReapiEngine, TLS_SERVER_NAME};
 use common::{Scratch, project_copy, run, stderr};
@@ -417,7 +417,10 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
 }
 
 /// A credential helper's token expires under a running daemon: the engine refuses it,
-/// the daemon runs the helper again and the job still runs on the engine.
+/// the daemon runs the helper again and the job still runs on the engine. The engine
+/// asks for the token from GetCapabilities on, so the link must open while it is good:
+/// a first compile with a token of a few seconds (longer, until that compile fits in
+/// them on this machine), then a wait past its expiry, with the helper printing a new one.
 fn expired_token_fetched_again(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
     let scratch = Scratch::new();
     let token_file = scratch.join("token");
@@ -432,16 +435,20 @@ fn expired_token_fetched_again(engine: &ReapiEngine, endpoint: &str, hosts: &str
         "[reapi.\"{endpoint}\"]\ninstance_name = \"secured\"\nauthorization_command = \"{}\"\n",
         helper.display()
     );
-    let client = Client::new(hosts.to_string(), &config);
-    std::fs::write(&token_file, engine.token_lasting(true, 2)).unwrap();
-    let output = client.compile("gcc", "geometry.c", "a.o", &[]);
-    assert!(
-        output.status.success(),
-        "a fresh token: {}",
-        stderr(&output)
-    );
+    let mut lifetime = 3;
+    let (client, expires) = loop {
+        let client = Client::new(hosts.to_string(), &config);
+        std::fs::write(&token_file, engine.token_lasting(true, lifetime)).unwrap();
+        let expires = Instant::now() + Duration::from_secs(lifetime as u64);
+        let output = client.compile("gcc", "geometry.c", "a.o", &[]);
+        if output.status.success() {
+            break (client, expires);
+        }
+        assert!(lifetime < 200, "a good token: {}", stderr(&output));
+        lifetime *= 2;
+    };
     // Past its expiry (JWT times are whole seconds); the helper now has a new one.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(expires.saturating_duration_since(Instant::now()) + Duration::from_secs(2));
     std::fs::write(&token_file, engine.token(true)).unwrap();
     let output = client.compile("g++", "shapes.cpp", "b.o", &[]);
     assert!(

@@ -125,8 +125,9 @@ impl ReapiEngine {
         self.token_lasting(valid, 3600)
     }
 
-    /// A JWT for the "secured" instance that expires `seconds` from now.
-    pub fn token_lasting(&self, valid: bool, seconds: u64) -> String {
+    /// A JWT for the "secured" instance that expires `seconds` from now (negative: one
+    /// that has expired).
+    pub fn token_lasting(&self, valid: bool, seconds: i64) -> String {
         let key = if valid {
             std::fs::read_to_string(self.root().join("jwt.secret")).expect("jwt.secret")
         } else {

@@ -162,7 +162,7 @@ impl SharedFiles {
                 Err(err) if can_copy_instead(&err) => return Ok(Link::Unlinkable),
                 Err(err) if err.kind() == io::ErrorKind::NotFound && !made_now => {
                     // Removed under us (by hand, or a temp cleaner): make it again.
-                    shard.remove(key);
+                    self.forget_locked(&mut shard, key, &name);
                     continue;
                 }
                 Err(err) => return Err(io_error(dest, err)),
