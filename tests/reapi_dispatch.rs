@@ -28,7 +28,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::reapi_engine::{ReapiEngine, TLS_SERVER_NAME};
-use common::{Scratch, project_copy, run, stderr};
+use common::{Scratch, project_copy, run, stderr, write_script};
 
 /// The toolchain property value of each of this machine's `gcc` and `g++`, as a
 /// worker's admin would find it: `sshcc --box-info` with them allowlisted.
@@ -425,12 +425,7 @@ fn expired_token_fetched_again(engine: &ReapiEngine, endpoint: &str, hosts: &str
     let scratch = Scratch::new();
     let token_file = scratch.join("token");
     let helper = scratch.join("print-token");
-    std::fs::write(
-        &helper,
-        format!("#!/bin/sh\ncat '{}'\n", token_file.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_script(&helper, &format!("cat '{}'", token_file.display()));
     let config = format!(
         "[reapi.\"{endpoint}\"]\ninstance_name = \"secured\"\nauthorization_command = \"{}\"\n",
         helper.display()

@@ -82,25 +82,8 @@ impl Laid {
 
     /// The shared copy this entry links, if it is one.
     fn shared_key(&self) -> Option<(Key, Made)> {
-        match (&self.entry, self.stamp, self.shared) {
-            (
-                WalkEntry::File {
-                    digest,
-                    executable,
-                    mtime,
-                },
-                Some(stamp),
-                true,
-            ) => Some((
-                Key {
-                    digest: *digest,
-                    executable: *executable,
-                    mtime: *mtime,
-                },
-                stamp.made(),
-            )),
-            _ => None,
-        }
+        let stamp = self.stamp.filter(|_| self.shared)?;
+        Some((Key::of(&self.entry)?, stamp.made()))
     }
 }
 

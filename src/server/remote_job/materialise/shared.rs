@@ -38,7 +38,7 @@ use super::io_error;
 use super::system_time;
 use crate::digest::Digest;
 use crate::server::store::{Store, StoreError, can_copy_instead};
-use crate::tree::Timestamp;
+use crate::tree::{Timestamp, WalkEntry};
 
 /// Past this many bytes of copies, those no tree links are removed. A busy box's trees
 /// link far less (a heavy C++ unit reads 10–20 MB of headers, most of them shared).
@@ -53,6 +53,24 @@ pub(super) struct Key {
     pub digest: Digest,
     pub executable: bool,
     pub mtime: Option<Timestamp>,
+}
+
+impl Key {
+    /// The copy a file entry of a walk is laid out from; `None` for other entries.
+    pub fn of(entry: &WalkEntry) -> Option<Key> {
+        match *entry {
+            WalkEntry::File {
+                digest,
+                executable,
+                mtime,
+            } => Some(Key {
+                digest,
+                executable,
+                mtime,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What a shared copy was when made: a link to anything else is not it.
