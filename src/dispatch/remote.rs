@@ -21,7 +21,8 @@ use crate::protocol::mux::remote::{
 };
 
 /// How many times a job is sent again after the box reported blobs missing (evicted
-/// between the upload and the job, by another daemon filling the same store).
+/// between the upload and the job, by other jobs or another daemon filling the same
+/// store) before it waits for the host to itself.
 const MISSING_RETRIES: usize = 2;
 
 /// Where every blob of one job's input tree comes from.
@@ -65,6 +66,10 @@ impl JobBlobs {
 #[derive(Debug, Default)]
 pub struct KnownBlobs {
     state: Mutex<BlobState>,
+    /// Every job holds a read turn while it uploads and runs; one whose inputs the
+    /// store keeps losing takes the write turn, running alone once the others are done
+    /// (tokio's lock is fair: jobs arriving meanwhile queue behind it).
+    turns: tokio::sync::RwLock<()>,
     pub counts: StoreCounts,
 }
 
@@ -172,6 +177,12 @@ pub enum JobFailure {
 }
 
 /// Uploads what the box lacks of `blobs`, then runs `job` (whose root is among them).
+///
+/// Jobs that together need more than the box's store holds evict each other's inputs
+/// between upload and run; one that still finds blobs missing after [`MISSING_RETRIES`]
+/// uploads waits until it has the host to itself and tries once more, so a store too
+/// small for the jobs at once slows them down instead of sending every one of them
+/// back to be preprocessed here.
 pub async fn run(
     client: &MuxClient,
     job: &RemoteJob,
@@ -179,18 +190,10 @@ pub async fn run(
     known: &KnownBlobs,
     observer: Option<Observer>,
 ) -> Result<RemoteCompile, JobFailure> {
+    let shared_turn = known.turns.read().await;
     let (claim, others) = known.claim(blobs.all());
     if !claim.digests.is_empty() {
-        let missing = client.find_missing(&claim.digests).await?;
-        let counts = &known.counts;
-        counts
-            .looked_up
-            .fetch_add(claim.digests.len() as u64, Ordering::Relaxed);
-        counts
-            .missing
-            .fetch_add(missing.len() as u64, Ordering::Relaxed);
-        upload(client, blobs, &missing, counts).await?;
-        known.learn(claim.digests.iter().copied());
+        send_missing(client, blobs, &claim.digests, known).await?;
     }
     drop(claim);
     // Another job's upload of a blob this one needs: wait until it is over (had it
@@ -198,33 +201,86 @@ pub async fn run(
     for mut upload in others {
         let _ = upload.changed().await;
     }
-    let mut retries = 0;
+    let lost = match attempt(client, job, blobs, known, &observer, MISSING_RETRIES).await? {
+        Attempt::Compiled(compile) => return Ok(compile),
+        Attempt::StillMissing(lost) => lost,
+    };
+    drop(shared_turn);
+    tracing::debug!(
+        "the box's store lost {lost} of the job's blobs again; sending the job once more \
+         with no other job running on the host"
+    );
+    let _sole_turn = known.turns.write().await;
+    // Asking for every blob of the job marks those the box holds as just used, and
+    // what goes up is newer still, so what this upload evicts is other jobs' inputs.
+    let all: Vec<Digest> = blobs.all().copied().collect();
+    send_missing(client, blobs, &all, known).await?;
+    match attempt(client, job, blobs, known, &observer, 0).await? {
+        Attempt::Compiled(compile) => Ok(compile),
+        Attempt::StillMissing(lost) => Err(JobFailure::StoreTooSmall(format!(
+            "the box's content store lost {lost} of the job's blobs even with no other job \
+             running: it is too small for this job's inputs (--cache-size)"
+        ))),
+    }
+}
+
+/// Asks the box which of `digests` it lacks and sends those; all are known held after.
+async fn send_missing(
+    client: &MuxClient,
+    blobs: &JobBlobs,
+    digests: &[Digest],
+    known: &KnownBlobs,
+) -> Result<(), JobFailure> {
+    let missing = client.find_missing(digests).await?;
+    let counts = &known.counts;
+    counts
+        .looked_up
+        .fetch_add(digests.len() as u64, Ordering::Relaxed);
+    counts
+        .missing
+        .fetch_add(missing.len() as u64, Ordering::Relaxed);
+    upload(client, blobs, &missing, counts).await?;
+    known.learn(digests.iter().copied());
+    Ok(())
+}
+
+/// How a job fared after at most so many uploads of what the box said it lacked.
+enum Attempt {
+    Compiled(RemoteCompile),
+    /// How many blobs were still missing at the last try.
+    StillMissing(usize),
+}
+
+/// Runs `job`, sending what the box says it lacks up to `uploads` times.
+async fn attempt(
+    client: &MuxClient,
+    job: &RemoteJob,
+    blobs: &JobBlobs,
+    known: &KnownBlobs,
+    observer: &Option<Observer>,
+    uploads: usize,
+) -> Result<Attempt, JobFailure> {
+    let mut sent = 0;
     loop {
         match client.run_remote(job, observer.clone()).await? {
             RemoteAnswer::Compiled(compile) => {
                 known.counts.jobs.fetch_add(1, Ordering::Relaxed);
-                return Ok(compile);
+                return Ok(Attempt::Compiled(compile));
             }
             RemoteAnswer::Refused { code, reason } => {
                 return Err(JobFailure::Refused { code, reason });
             }
-            RemoteAnswer::Missing(missing) if retries < MISSING_RETRIES => {
+            RemoteAnswer::Missing(missing) if sent < uploads => {
                 tracing::debug!(
                     "the box lacks {} blobs of the job; sending them",
                     missing.len()
                 );
-                retries += 1;
+                sent += 1;
                 known.forget(&missing);
                 upload(client, blobs, &missing, &known.counts).await?;
                 known.learn(missing);
             }
-            RemoteAnswer::Missing(missing) => {
-                return Err(JobFailure::StoreTooSmall(format!(
-                    "the box's content store lost {} of the job's blobs again after {MISSING_RETRIES} \
-                     uploads: it is too small for the jobs running at once (--cache-size)",
-                    missing.len()
-                )));
-            }
+            RemoteAnswer::Missing(missing) => return Ok(Attempt::StillMissing(missing.len())),
         }
     }
 }

@@ -162,7 +162,7 @@ impl Tree {
                 _ => None,
             })
             .collect();
-        let missing = store.find_missing(&digests);
+        let missing = store.missing_for_job(&digests);
         if !missing.is_empty() {
             return Err(LayoutError::Missing(missing));
         }

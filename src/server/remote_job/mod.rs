@@ -135,7 +135,10 @@ pub async fn run(
     .await;
     let compile_time = started.map(|started: Instant| started.elapsed());
     let ended = match (&result, compile_time) {
-        (Err(RemoteJobError::Missing(_)), _) => return result,
+        (Err(missing @ RemoteJobError::Missing(_)), _) => {
+            tracing::debug!("remote job: {missing}");
+            return result;
+        }
         (Err(RemoteJobError::Cancelled), _) => Ended::Cancelled,
         (Ok(compile), _) if compile.status == 0 => Ended::Succeeded,
         (Ok(_), _) | (Err(_), Some(_)) => Ended::Failed,

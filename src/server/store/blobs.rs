@@ -24,6 +24,18 @@ use crate::digest::Digest;
 /// not nanoseconds, and most uses then cost one `stat`.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
+/// How a use marks a blob recently used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Touch {
+    /// Only if its atime is older than [`TOUCH_EVERY`]: enough for LRU in a store
+    /// that holds far more than the jobs at once need.
+    IfStale,
+    /// Now: the blob was just confirmed to a client, which sends the rest of its job
+    /// and then runs it, so in a store only just big enough it must outlive every
+    /// blob used before, even within the last minute.
+    Now,
+}
+
 /// An account's blob store on the box. See the [module documentation](super).
 pub struct Store {
     pub(super) root: PathBuf,
@@ -136,11 +148,11 @@ impl Store {
 
     /// Whether a blob of the right size is under the digest's name; touches it. A file
     /// of the wrong size there is corrupt and removed.
-    pub(super) fn present(&self, digest: &Digest) -> bool {
+    pub(super) fn present(&self, digest: &Digest, touch: Touch) -> bool {
         let path = self.blob_path(digest);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() == digest.size_bytes => {
-                self.touch(&path, &meta);
+                self.touch(&path, &meta, touch);
                 true
             }
             Ok(meta) => {
@@ -193,14 +205,16 @@ impl Store {
         }
     }
 
-    /// Marks a blob recently used (its atime), unless it was within [`TOUCH_EVERY`].
-    /// Failing to touch only makes the blob look older.
-    pub(super) fn touch(&self, path: &Path, meta: &Metadata) {
+    /// Marks a blob recently used (its atime), as `touch` says. Failing to touch
+    /// only makes the blob look older.
+    pub(super) fn touch(&self, path: &Path, meta: &Metadata, touch: Touch) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs() as i64;
-        if now.saturating_sub(meta.atime()) < TOUCH_EVERY.as_secs() as i64 {
+        if touch == Touch::IfStale
+            && now.saturating_sub(meta.atime()) < TOUCH_EVERY.as_secs() as i64
+        {
             return;
         }
         let Ok(name) = CString::new(path.as_os_str().as_bytes()) else {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
-use super::blobs::{Store, create_dir};
+use super::blobs::{Store, Touch, create_dir};
 use super::error::{Result, StoreError, io_error};
 use super::layout::cost;
 use super::size::format_size;
@@ -36,21 +36,32 @@ pub enum Inserted {
 impl Store {
     /// Whether the blob is present (the empty blob always is). Touches it for LRU.
     pub fn contains(&self, digest: &Digest) -> bool {
-        digest.is_empty() || self.present(digest)
+        digest.is_empty() || self.present(digest, Touch::IfStale)
     }
 
-    /// REAPI's FindMissingBlobs: the digests of `digests` not in the store, each once,
-    /// in the order asked. Present blobs are touched, so that a job's inputs, once
-    /// confirmed, are the last to be evicted. This costs a `stat` per digest and does
-    /// not read content: a corrupt blob is caught when it is materialised.
+    /// REAPI's FindMissingBlobs, asked by a client: the digests of `digests` not in
+    /// the store, each once, in the order asked. Present blobs are touched now (not once
+    /// a minute), so that a job's inputs, once confirmed, outlast whatever its upload
+    /// evicts. This costs a `stat` per digest and does not read content: a corrupt blob
+    /// is caught when it is materialised.
     pub fn find_missing(&self, digests: &[Digest]) -> Vec<Digest> {
+        self.absent(digests, Touch::Now)
+    }
+
+    /// The same check by a job about to lay out its tree, which reads the blobs next:
+    /// the usual once-a-minute touch is enough.
+    pub fn missing_for_job(&self, digests: &[Digest]) -> Vec<Digest> {
+        self.absent(digests, Touch::IfStale)
+    }
+
+    fn absent(&self, digests: &[Digest], touch: Touch) -> Vec<Digest> {
         let mut seen = HashSet::with_capacity(digests.len());
         let mut missing = Vec::new();
         for digest in digests {
             if !seen.insert(*digest) || digest.is_empty() {
                 continue;
             }
-            if self.present(digest) {
+            if self.present(digest, touch) {
                 Counters::bump(&self.counters.found, 1);
             } else {
                 Counters::bump(&self.counters.missing, 1);
@@ -70,7 +81,7 @@ impl Store {
             return Ok(Inserted::AlreadyPresent);
         }
         self.check_fits(digest)?;
-        if self.present(digest) {
+        if self.present(digest, Touch::IfStale) {
             return Ok(Inserted::AlreadyPresent);
         }
         let mut temp = self.temp_file(digest)?;
@@ -86,7 +97,7 @@ impl Store {
     pub fn insert_reader(&self, digest: &Digest, reader: impl Read) -> Result<Inserted> {
         let mut reader = HashingReader::new(reader.take(digest.size_bytes.saturating_add(1)));
         let reading = |err| io_error(format!("cannot read the content of blob {digest}"), err);
-        if digest.is_empty() || self.present(digest) {
+        if digest.is_empty() || self.present(digest, Touch::IfStale) {
             io::copy(&mut reader, &mut io::sink()).map_err(reading)?;
             let actual = reader.digest();
             if actual != *digest {
@@ -176,7 +187,7 @@ impl Store {
                     // ours (a name only ever appears complete and verified); ours is
                     // removed as `err.file` drops.
                     if let Ok(meta) = fs::symlink_metadata(&path) {
-                        self.touch(&path, &meta);
+                        self.touch(&path, &meta, Touch::IfStale);
                     }
                     return Ok(Inserted::AlreadyPresent);
                 }

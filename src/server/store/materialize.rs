@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::blobs::Store;
+use super::blobs::{Store, Touch};
 use super::error::{Result, io_error};
 use super::verified::Stamp;
 use crate::digest::{Digest, HashingReader};
@@ -74,7 +74,7 @@ impl Store {
             }
             self.verified.remember(digest, stamp);
         }
-        self.touch(&path, &meta);
+        self.touch(&path, &meta, Touch::IfStale);
         Ok(content)
     }
 
@@ -101,7 +101,7 @@ impl Store {
             file.rewind().map_err(reading)?;
             self.verified.remember(digest, stamp);
         }
-        self.touch(&path, &meta);
+        self.touch(&path, &meta, Touch::IfStale);
         Ok(file)
     }
 
@@ -125,7 +125,7 @@ impl Store {
             return Err(self.missing(digest));
         }
         self.verified.remember(digest, stamp);
-        self.touch(dest, &meta);
+        self.touch(dest, &meta, Touch::IfStale);
         Ok(())
     }
 
@@ -148,7 +148,7 @@ impl Store {
             self.discard(digest, source, Some(&meta), "its content does not match");
             return Err(self.missing(digest));
         }
-        self.touch(source, &meta);
+        self.touch(source, &meta, Touch::IfStale);
         Ok(())
     }
 }

@@ -34,7 +34,9 @@
 //! One `Store` serves every job of a `sshcc --mux` process (it is `Sync`), and any number
 //! of processes (several daemons' links, several users of the account) share a root.
 //! - Eviction is least-recently-used by atime, which every use sets explicitly (at most
-//!   once a minute per blob), so `noatime` mounts do not matter; mtime stays the
+//!   once a minute per blob, except that FIND_MISSING always does, so that a job's
+//!   confirmed inputs outlast what its own upload evicts), so `noatime` mounts do not
+//!   matter; mtime stays the
 //!   insertion time so that it can tell a blob was written to.
 //! - The size is an estimate shared through the `usage` file: inserts add to it, and
 //!   when it passes the bound the inserting thread takes `evict.lock`, scans the store,

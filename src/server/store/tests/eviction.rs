@@ -47,6 +47,27 @@ fn eviction_keeps_the_bound_and_takes_the_least_recently_used_first() {
 }
 
 #[test]
+fn a_blob_confirmed_to_a_client_outlasts_those_used_earlier_in_the_same_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 64 * 1024).unwrap();
+    let blobs: Vec<_> = (0..17).map(|seed| blob(seed, 4000)).collect();
+    for (index, (digest, content)) in blobs[..16].iter().enumerate() {
+        store.insert(digest, content).unwrap();
+        set_atime(&store, digest, 30 - index as u64);
+    }
+    // A client's FIND_MISSING marks the oldest used although they were used within
+    // the minute; a job's own check does not write the atime again.
+    assert!(store.find_missing(&[blobs[0].0]).is_empty());
+    assert!(store.missing_for_job(&[blobs[1].0]).is_empty());
+    store.insert(&blobs[16].0, &blobs[16].1).unwrap();
+    let all: Vec<Digest> = blobs.iter().map(|(digest, _)| *digest).collect();
+    assert_eq!(
+        store.find_missing(&all),
+        vec![blobs[1].0, blobs[2].0, blobs[3].0]
+    );
+}
+
+#[test]
 fn a_wrong_estimate_is_corrected_by_the_next_scan() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 1 << 20).unwrap();
