@@ -66,6 +66,12 @@ pub struct ReapiConfig {
     pub platform: BTreeMap<String, String>,
     /// How the engine's shared action cache is used (`SSHCC_REAPI_CACHE` wins).
     pub cache: Option<ReapiCache>,
+    /// Whether the engine's workers preprocess (the action's input root is the
+    /// job's own files, as for an sshcc box) instead of compiling text preprocessed
+    /// here. Off by default: the action then names the client's paths and file
+    /// times, so the shared cache answers only the same checkout.
+    #[serde(default)]
+    pub remote_preprocessing: bool,
 }
 
 /// How jobs use a REAPI engine's action cache (`SSHCC_REAPI_CACHE`).

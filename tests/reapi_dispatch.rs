@@ -134,6 +134,7 @@ fn reapi_hosts_build_through_a_real_engine() {
     let hosts = format!("reapi://{endpoint}/4");
 
     compiles_then_cache_hits(&engine, &Client::new(hosts.clone(), ""));
+    workers_preprocess(&engine, &endpoint, &hosts);
     compile_error(&engine, &Client::new(hosts.clone(), ""));
     no_worker_matches(&endpoint, &hosts);
     another_compiler_finds_no_worker(&engine, &hosts);
@@ -212,6 +213,50 @@ fn compiles_then_cache_hits(engine: &ReapiEngine, client: &Client) {
         stderr(&output).contains("SSHCC_REAPI_CACHE"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// With `remote_preprocessing = true` the action's input root is the job's own files
+/// and the worker runs the preprocessor: objects (with -g) and dependency files equal
+/// local ones, and the second build is answered by the action cache.
+fn workers_preprocess(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
+    let config = format!("[reapi.\"{endpoint}\"]\nremote_preprocessing = true\n");
+    let client = Client::new(hosts.to_string(), &config);
+    let flags = ["-O2", "-g", "-I.", "-MD", "-MF", "deps.d", "-MT", "target"];
+    let build = |compiler: &str, source: &str| -> (Vec<u8>, String, String) {
+        let output = run(client
+            .sshcc()
+            .arg(compiler)
+            .args(flags)
+            .args(["-c", source, "-o", "remote.o"]));
+        assert!(output.status.success(), "{source}: {}", stderr(&output));
+        let deps = std::fs::read_to_string(client.dir().join("deps.d")).unwrap();
+        (client.object("remote.o"), deps, stderr(&output))
+    };
+    let local = |compiler: &str, source: &str| -> (Vec<u8>, String) {
+        common::compile_locally(client.dir(), compiler, &flags, source, "local.o");
+        let deps = std::fs::read_to_string(client.dir().join("deps.d")).unwrap();
+        (client.object("local.o"), deps)
+    };
+    let ran_before = engine.actions_run();
+    for round in 0..2 {
+        for (compiler, source) in [("gcc", "geometry.c"), ("g++", "shapes.cpp")] {
+            let (object, deps, log) = build(compiler, source);
+            assert!(log.contains("preprocessed there"), "{source}: {log}");
+            let (local_object, local_deps) = local(compiler, source);
+            assert_eq!(deps, local_deps, "{source}: {log}");
+            assert!(deps.contains("/usr/include/"), "{deps}");
+            assert!(
+                object == local_object,
+                "round {round}, {source}: the worker's object is not the local one"
+            );
+        }
+    }
+    assert_eq!(
+        engine.actions_run(),
+        ran_before + 2,
+        "the worker ran each once, the cache answered again: {}",
+        engine.logs()
     );
 }
 

@@ -35,13 +35,13 @@ pub struct JobBlobs {
 }
 
 impl JobBlobs {
-    fn all(&self) -> impl Iterator<Item = &Digest> {
+    pub(in crate::dispatch) fn all(&self) -> impl Iterator<Item = &Digest> {
         self.memory.keys().chain(self.files.keys())
     }
 
     /// The blob's content, checked against its digest: a file rewritten since it was
     /// hashed must not go up under its old digest (the box would refuse it anyway).
-    async fn read(&self, digest: &Digest) -> Result<Vec<u8>, JobFailure> {
+    pub(in crate::dispatch) async fn read(&self, digest: &Digest) -> Result<Vec<u8>, JobFailure> {
         if let Some(bytes) = self.memory.get(digest) {
             return Ok(bytes.clone());
         }

@@ -92,9 +92,13 @@ impl RemoteSlot {
         io_timeout: Duration,
         observer: Option<Observer>,
     ) -> Result<RemoteCompile, JobFailure> {
-        let running = self
-            .link
-            .run_remote(job, blobs, &self.host.known_blobs, observer);
+        let running = self.link.run_remote(
+            job,
+            blobs,
+            &self.host.known_blobs,
+            self.toolchain.as_ref(),
+            observer,
+        );
         match tokio::time::timeout(io_timeout, running).await {
             Ok(result) => {
                 if result.is_ok() {

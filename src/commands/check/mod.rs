@@ -253,9 +253,13 @@ async fn probe_reapi(
     HostLink::reapi(url, &config, Default::default()).await?;
     report.connect_ms = Some(millis_since(started));
     report.note = Some(format!(
-        "REAPI engine, instance {:?}: jobs are preprocessed here and run as actions on \
+        "REAPI engine, instance {:?}: jobs are preprocessed {} and run as actions on \
          workers advertising the platform properties and {TOOLCHAIN_PROPERTY}",
-        config.instance_name.unwrap_or_default()
+        config.instance_name.clone().unwrap_or_default(),
+        match config.remote_preprocessing {
+            true => "by the workers",
+            false => "here",
+        }
     ));
     Ok(())
 }

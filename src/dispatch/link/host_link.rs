@@ -141,8 +141,10 @@ impl HostLink {
     pub fn no_remote_preprocessing(&self) -> Option<String> {
         match &self.transport {
             Transport::Mux { client, .. } => client.hello().no_remote_preprocessing.clone(),
+            Transport::Reapi(endpoint) if endpoint.config.remote_preprocessing => None,
             Transport::Reapi(_) => Some(
-                "REAPI engines get locally preprocessed jobs (remote preprocessing towards them is not built yet)"
+                "a REAPI engine gets jobs preprocessed here unless its config.toml section \
+                 sets remote_preprocessing = true"
                     .to_string(),
             ),
             _ => Some("a stock distccd preprocesses nothing".to_string()),

@@ -13,21 +13,26 @@ use crate::toolchain::Fingerprint;
 
 impl HostLink {
     /// Runs a remote-preprocessed job (see [`remote::run`]), counted as in flight.
+    /// A REAPI engine runs it as an action of the local compiler, `toolchain`.
     pub async fn run_remote(
         &self,
         job: &RemoteJob,
         blobs: &JobBlobs,
         known: &KnownBlobs,
+        toolchain: Option<&Fingerprint>,
         observer: Option<Observer>,
     ) -> Result<RemoteCompile, JobFailure> {
-        let Transport::Mux { client, .. } = &self.transport else {
-            return Err(JobFailure::Box(format!(
-                "{} does not run sshcc --mux",
-                self.label()
-            )));
-        };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = remote::run(client, job, blobs, known, observer).await;
+        let result = match &self.transport {
+            Transport::Mux { client, .. } => remote::run(client, job, blobs, known, observer).await,
+            Transport::Reapi(endpoint) => {
+                (self.run_reapi_remote(endpoint, job, blobs, toolchain, observer)).await
+            }
+            Transport::Distccd { .. } | Transport::Tcp { .. } => Err(JobFailure::Box(format!(
+                "{} takes no remote-preprocessed jobs",
+                self.label()
+            ))),
+        };
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         result.map_err(|failure| match failure {
             JobFailure::Link(err) => JobFailure::Box(self.describe(err)),

@@ -19,6 +19,7 @@ mod jobs;
 mod meter;
 mod open;
 mod reapi;
+mod reapi_remote;
 mod tcp;
 
 pub use host_link::{Flavour, HostLink, LinkError, RemoteIdentity};

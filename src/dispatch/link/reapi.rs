@@ -6,6 +6,8 @@
 //! the uploads, Execute (resumed by WaitExecution inside the client), and the object
 //! fetched from the CAS and checked against its digest. The answer is the distcc
 //! `Response` a box would have sent, so the wrapper's path is the same for every host.
+//! The retries, the cache lookup and execution are shared with `reapi_remote`, which
+//! runs remote-preprocessed jobs on engines that opted in.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -20,7 +22,7 @@ use crate::config::{ReapiCache, ReapiConfig};
 use crate::digest::Digest;
 use crate::mux::client::{JobEvent, Observer};
 use crate::protocol::Response;
-use crate::reapi::{CommandSpec, Endpoint, ReapiClient, ReapiError, proto};
+use crate::reapi::{BuiltAction, CommandSpec, Endpoint, ReapiClient, ReapiError, proto};
 use crate::server::argument_policy;
 use crate::toolchain::Fingerprint;
 use crate::tree::{Entry, InputTree, Timestamp};
@@ -120,15 +122,34 @@ impl HostLink {
             endpoint.cache(),
         )
         .map_err(|why| LinkError(format!("{}: {why}", self.label())))?;
+        self.with_retries(endpoint, |client| {
+            let job = &job;
+            async move { self.run_action(&client, job, observer).await }
+        })
+        .await
+        .map_err(LinkError)
+    }
+
+    /// Runs `attempt` with the engine's client, again with backoff while the engine is
+    /// unavailable, and once with a token fetched again when the engine refuses one a
+    /// credential helper gave (it may have expired). `Err` says why, naming the engine.
+    pub(super) async fn with_retries<T, Attempt>(
+        &self,
+        endpoint: &ReapiEndpoint,
+        attempt: impl Fn(ReapiClient) -> Attempt,
+    ) -> Result<T, String>
+    where
+        Attempt: Future<Output = Result<T, ReapiError>>,
+    {
         let mut delay = FIRST_RETRY_DELAY;
         let mut refreshed = false;
-        for attempt in 1..=ATTEMPTS {
+        for attempt_number in 1..=ATTEMPTS {
             let (generation, client) = endpoint.client();
-            match self.run_action(&client, &job, observer).await {
-                Ok(response) => return Ok(response),
+            match attempt(client).await {
+                Ok(answer) => return Ok(answer),
                 Err(err @ ReapiError::Refused { .. })
                     if !refreshed
-                        && attempt < ATTEMPTS
+                        && attempt_number < ATTEMPTS
                         && endpoint.config.authorization_command.is_some() =>
                 {
                     refreshed = true;
@@ -139,15 +160,15 @@ impl HostLink {
                     endpoint
                         .refresh_token(self.label(), generation)
                         .await
-                        .map_err(|err| LinkError(format!("{err:#}")))?;
+                        .map_err(|err| format!("{err:#}"))?;
                 }
-                Err(err) if err.is_retryable() && attempt < ATTEMPTS => {
+                Err(err) if err.is_retryable() && attempt_number < ATTEMPTS => {
                     let wait = jittered(delay);
                     tracing::info!("{}: {err}; trying again in {wait:?}", self.label());
                     tokio::time::sleep(wait).await;
                     delay *= 2;
                 }
-                Err(err) => return Err(LinkError(format!("{}: {err}", self.label()))),
+                Err(err) => return Err(format!("{}: {err}", self.label())),
             }
         }
         unreachable!("the last attempt returns")
@@ -159,24 +180,13 @@ impl HostLink {
         job: &ActionJob,
         observer: Option<&Observer>,
     ) -> Result<Response, ReapiError> {
-        let traffic = &self.meter.traffic;
-        let cached = job.cacheable.build();
-        if job.cache != ReapiCache::Off
-            && let Some(result) = client.get_action_result(&cached.action_digest).await?
+        if let Some(result) = cached_result(client, &job.cacheable, job.cache).await?
             && let Some(response) = self.response(client, &result, job).await?
         {
-            self.meter.reapi_cache_hits.fetch_add(1, Ordering::Relaxed);
-            traffic.job_sent();
+            self.cache_hit();
             return Ok(response);
         }
-        let action = match job.cache {
-            ReapiCache::ReadWrite => cached,
-            ReapiCache::Read | ReapiCache::Off => CommandSpec {
-                do_not_cache: true,
-                ..job.cacheable.clone()
-            }
-            .build(),
-        };
+        let action = uncached_if_asked(&job.cacheable, job.cache);
         let mut blobs: Vec<(Digest, &[u8])> = (job.tree.directories())
             .map(|(digest, blob)| (*digest, blob))
             .collect();
@@ -188,6 +198,25 @@ impl HostLink {
             .filter(|(digest, _)| missing.contains(digest))
             .collect();
         client.upload(&upload).await?;
+        self.sent(&upload, observer);
+        let result = self.execute(client, &action, observer).await?;
+        self.response(client, &result, job)
+            .await?
+            .ok_or_else(|| ReapiError::Malformed {
+                call: format!("Execute of action {}", action.action_digest),
+                reason: format!("the compiler exited 0 but the result has no {}", job.output),
+            })
+    }
+
+    /// Counts an answer taken from the action cache.
+    pub(super) fn cache_hit(&self) {
+        self.meter.reapi_cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.meter.traffic.job_sent();
+    }
+
+    /// Counts an upload of the action's blobs as the job sent.
+    pub(super) fn sent(&self, upload: &[(Digest, &[u8])], observer: Option<&Observer>) {
+        let traffic = &self.meter.traffic;
         let uploaded: u64 = upload.iter().map(|(_, data)| data.len() as u64).sum();
         traffic.job_sent();
         traffic.payload_sent(uploaded);
@@ -195,22 +224,31 @@ impl HostLink {
         if let Some(observer) = observer {
             observer(JobEvent::Sent);
         }
-        // The lookup above already missed; the engine need not look again, and must
+    }
+
+    /// Executes `action`, whose inputs are uploaded, and returns its result.
+    pub(super) async fn execute(
+        &self,
+        client: &ReapiClient,
+        action: &BuiltAction,
+        observer: Option<&Observer>,
+    ) -> Result<proto::ActionResult, ReapiError> {
+        // The lookup before already missed; the engine need not look again, and must
         // not take a cached answer when the cache is off.
         let executed = client.execute(&action.action_digest, true).await?;
         if let Some(observer) = observer {
             observer(JobEvent::Answering);
         }
-        let result = executed.result.unwrap_or_default();
         if executed.cached_result {
             self.meter.reapi_cache_hits.fetch_add(1, Ordering::Relaxed);
         }
-        self.response(client, &result, job)
-            .await?
-            .ok_or_else(|| ReapiError::Malformed {
-                call: format!("Execute of action {}", action.action_digest),
-                reason: format!("the compiler exited 0 but the result has no {}", job.output),
-            })
+        Ok(executed.result.unwrap_or_default())
+    }
+
+    /// Counts what came back of an action's result.
+    pub(super) fn received(&self, bytes: usize) {
+        self.meter.traffic.payload_received(bytes as u64);
+        self.meter.traffic.wire_received(bytes as u64);
     }
 
     /// The distcc response of an action's result: its exit status, messages and (on
@@ -241,9 +279,7 @@ impl HostLink {
                 .await?;
         }
         let (stdout, stderr) = (client.stdout(result).await?, client.stderr(result).await?);
-        let received = (object.len() + stdout.len() + stderr.len()) as u64;
-        self.meter.traffic.payload_received(received);
-        self.meter.traffic.wire_received(received);
+        self.received(object.len() + stdout.len() + stderr.len());
         Ok(Some(Response {
             // The traditional wait status distcc carries.
             status: exit_code << 8,
@@ -255,7 +291,7 @@ impl HostLink {
 }
 
 impl ReapiEndpoint {
-    fn cache(&self) -> ReapiCache {
+    pub(super) fn cache(&self) -> ReapiCache {
         self.config.cache.unwrap_or_default()
     }
 
@@ -352,6 +388,35 @@ impl ActionJob {
             tree,
             cache,
         })
+    }
+}
+
+/// What the action cache holds for `cacheable`, unless the cache is off.
+pub(super) async fn cached_result(
+    client: &ReapiClient,
+    cacheable: &CommandSpec,
+    cache: ReapiCache,
+) -> Result<Option<proto::ActionResult>, ReapiError> {
+    match cache {
+        ReapiCache::Off => Ok(None),
+        ReapiCache::Read | ReapiCache::ReadWrite => {
+            client
+                .get_action_result(&cacheable.build().action_digest)
+                .await
+        }
+    }
+}
+
+/// `cacheable`, or the same command marked `do_not_cache` when the cache may only be
+/// read or is off.
+pub(super) fn uncached_if_asked(cacheable: &CommandSpec, cache: ReapiCache) -> BuiltAction {
+    match cache {
+        ReapiCache::ReadWrite => cacheable.build(),
+        ReapiCache::Read | ReapiCache::Off => CommandSpec {
+            do_not_cache: true,
+            ..cacheable.clone()
+        }
+        .build(),
     }
 }
 

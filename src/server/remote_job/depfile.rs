@@ -15,7 +15,7 @@ const COLUMN_LIMIT: usize = 72;
 
 /// A dependency file as the client would have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ClientDeps {
+pub struct ClientDeps {
     /// The file's text with client paths, wrapped as gcc wraps it.
     pub text: String,
     /// The prerequisites of the rule (the source first), unquoted.
@@ -27,7 +27,7 @@ pub(super) struct ClientDeps {
 ///
 /// `root` must need no make quoting (the caller makes sure), so that stripping it from a
 /// quoted name gives the quoted client name.
-pub(super) fn to_client(text: &str, root: &str) -> ClientDeps {
+pub fn to_client(text: &str, root: &str) -> ClientDeps {
     let (rule, rest) = split_rule(text);
     let Some(colon) = rule.find(": ") else {
         // No rule (gcc writes none without prerequisites): nothing to re-wrap.

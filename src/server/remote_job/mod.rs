@@ -26,9 +26,9 @@
 //! that only climb out together) reaches the box's files unless Landlock confines it,
 //! as with `.incbin` for every job.
 
-mod depfile;
+pub mod depfile;
 mod materialise;
-mod policy;
+pub mod policy;
 mod warm;
 
 use std::future::Future;
@@ -525,8 +525,7 @@ fn check_strings(job: &RemoteJob) -> Result<(), RemoteJobError> {
 /// again is exact: the job directory's name is ours, but `$TMPDIR` is not.
 fn usable_root(root: &Path) -> Result<String, RemoteJobError> {
     let text = root.to_str().unwrap_or_default();
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+".contains(c);
-    if !text.starts_with('/') || !text.chars().all(plain) {
+    if !is_plain_root(text) {
         return Err(RemoteJobError::Internal(format!(
             "the job directory {} needs a temporary directory whose path has only \
              letters, digits and /._-+ (set TMPDIR)",
@@ -536,8 +535,15 @@ fn usable_root(root: &Path) -> Result<String, RemoteJobError> {
     Ok(text.to_string())
 }
 
+/// Whether `root` is absolute and has only letters, digits and `/._-+`: it then needs
+/// no quoting in a dependency file and matches nothing but itself in diagnostics.
+pub fn is_plain_root(root: &str) -> bool {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+".contains(c);
+    root.starts_with('/') && root.chars().all(plain)
+}
+
 /// `bytes` without any occurrence of `root`.
-fn without(bytes: &[u8], root: &[u8]) -> Vec<u8> {
+pub fn without(bytes: &[u8], root: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut rest = bytes;
     while let Some(at) = rest.windows(root.len()).position(|window| window == root) {

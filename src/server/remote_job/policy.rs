@@ -72,7 +72,7 @@ const SYSROOT: &str =
 const NO_PREFIX: &str = "-iwithprefix without -iprefix names the compiler's own directory";
 
 /// Where the job lives on the box, as the rewrite needs it.
-pub(super) struct Layout<'a> {
+pub struct Layout<'a> {
     /// The tree's root on the box (absolute, no trailing `/`).
     pub root: &'a str,
     /// The client's working directory (absolute).
@@ -83,7 +83,7 @@ pub(super) struct Layout<'a> {
 
 /// The command the box runs, and what it says about the job's files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Rewritten {
+pub struct Rewritten {
     /// The arguments after the compiler.
     pub args: Vec<String>,
     /// The client path (as the user spelled it) of the dependency file the user asked
@@ -95,7 +95,7 @@ pub(super) struct Rewritten {
 
 /// Checks `argv` (`argv[0]` is the compiler, as the client named it) and rewrites it to
 /// run in `layout`.
-pub(super) fn rewrite(argv: &[String], layout: &Layout<'_>) -> Result<Rewritten, Refusal> {
+pub fn rewrite(argv: &[String], layout: &Layout<'_>) -> Result<Rewritten, Refusal> {
     let scan = args::scan(argv).map_err(Refusal::NotDistributable)?;
     // `value` of `arg` moved into the tree; `shown` is how a refusal quotes it.
     let place = |value: &str, shown: &str| -> Result<String, Refusal> {
