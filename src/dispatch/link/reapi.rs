@@ -34,10 +34,10 @@ pub const TOOLCHAIN_PROPERTY: &str = "sshcc-toolchain";
 
 /// The search path of the action's command: the compiler is named by absolute path,
 /// this is where its driver finds `as`.
-const ACTION_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(super) const ACTION_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// How long the engine may run one compile before killing it.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
+pub(super) const ACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Attempts of a job whose calls the engine answered "unavailable" or "overloaded".
 const ATTEMPTS: u32 = 3;
@@ -107,13 +107,7 @@ impl HostLink {
         toolchain: Option<&Fingerprint>,
         observer: Option<&Observer>,
     ) -> Result<Response, LinkError> {
-        let toolchain = toolchain.ok_or_else(|| {
-            LinkError(format!(
-                "{}: a REAPI job names its compiler by fingerprint, and the local compiler \
-                 has none (not found, or toolchain_check = \"off\")",
-                self.label()
-            ))
-        })?;
+        let toolchain = toolchain.ok_or_else(|| LinkError(self.no_fingerprint()))?;
         let job = ActionJob::new(
             request,
             locale,
@@ -128,6 +122,15 @@ impl HostLink {
         })
         .await
         .map_err(LinkError)
+    }
+
+    /// Why a job cannot become an action: the local compiler has no fingerprint.
+    pub(super) fn no_fingerprint(&self) -> String {
+        format!(
+            "{}: a REAPI job names its compiler by fingerprint, and the local compiler has \
+             none (not found, or toolchain_check = \"off\")",
+            self.label()
+        )
     }
 
     /// Runs `attempt` with the engine's client, again with backoff while the engine is
@@ -180,13 +183,14 @@ impl HostLink {
         job: &ActionJob,
         observer: Option<&Observer>,
     ) -> Result<Response, ReapiError> {
-        if let Some(result) = cached_result(client, &job.cacheable, job.cache).await?
+        let cacheable = job.cacheable.build();
+        if let Some(result) = cached_result(client, &cacheable.action_digest, job.cache).await?
             && let Some(response) = self.response(client, &result, job).await?
         {
             self.cache_hit();
             return Ok(response);
         }
-        let action = uncached_if_asked(&job.cacheable, job.cache);
+        let action = uncached_if_asked(&job.cacheable, cacheable, job.cache);
         let mut blobs: Vec<(Digest, &[u8])> = (job.tree.directories())
             .map(|(digest, blob)| (*digest, blob))
             .collect();
@@ -391,27 +395,27 @@ impl ActionJob {
     }
 }
 
-/// What the action cache holds for `cacheable`, unless the cache is off.
+/// What the action cache holds for the action `digest`, unless the cache is off.
 pub(super) async fn cached_result(
     client: &ReapiClient,
-    cacheable: &CommandSpec,
+    digest: &Digest,
     cache: ReapiCache,
 ) -> Result<Option<proto::ActionResult>, ReapiError> {
     match cache {
         ReapiCache::Off => Ok(None),
-        ReapiCache::Read | ReapiCache::ReadWrite => {
-            client
-                .get_action_result(&cacheable.build().action_digest)
-                .await
-        }
+        ReapiCache::Read | ReapiCache::ReadWrite => client.get_action_result(digest).await,
     }
 }
 
-/// `cacheable`, or the same command marked `do_not_cache` when the cache may only be
-/// read or is off.
-pub(super) fn uncached_if_asked(cacheable: &CommandSpec, cache: ReapiCache) -> BuiltAction {
+/// The action to execute: `built` (the cacheable spec's), or the same command marked
+/// `do_not_cache` when the cache may only be read or is off.
+pub(super) fn uncached_if_asked(
+    cacheable: &CommandSpec,
+    built: BuiltAction,
+    cache: ReapiCache,
+) -> BuiltAction {
     match cache {
-        ReapiCache::ReadWrite => cacheable.build(),
+        ReapiCache::ReadWrite => built,
         ReapiCache::Read | ReapiCache::Off => CommandSpec {
             do_not_cache: true,
             ..cacheable.clone()

@@ -20,7 +20,9 @@
 use std::path::{Component, Path};
 
 use super::host_link::{HostLink, ReapiEndpoint};
-use super::reapi::{TOOLCHAIN_PROPERTY, cached_result, uncached_if_asked};
+use super::reapi::{
+    ACTION_PATH, ACTION_TIMEOUT, TOOLCHAIN_PROPERTY, cached_result, uncached_if_asked,
+};
 use crate::digest::Digest;
 use crate::dispatch::remote::{JobBlobs, JobFailure};
 use crate::mux::client::Observer;
@@ -41,15 +43,17 @@ const OWN_DEP_FILE: &str = ".sshcc-deps.d";
 /// The exit status of the script when it could not start the compiler.
 const SCRIPT_FAILED: i32 = 125;
 
-/// `sh -c SCRIPT sshcc CWD PWD COMPILER ARGS…`: every [`ROOT_MARKER`] in COMPILER and
-/// ARGS becomes the execution directory, which also goes to [`ROOT_FILE`]; then the
-/// compiler runs in `<root>CWD` with `PWD=<root>PWD`.
+/// `sh -c SCRIPT sshcc MARKER ROOT_FILE CWD PWD COMPILER ARGS…` ([`script_args`]):
+/// every MARKER in COMPILER and ARGS becomes the execution directory, which also goes
+/// to ROOT_FILE; then the compiler runs in `<root>CWD` with `PWD=<root>PWD`. Exits
+/// [`SCRIPT_FAILED`] when it cannot start it.
 const SCRIPT: &str = r#"r=$(pwd -P) || exit 125
 case $r in *[!A-Za-z0-9/._+-]*) echo "sshcc-action: unusable execution directory $r" >&2; exit 125;; esac
-cwd=$1
-pwd_=$2
-shift 2
-m=@SSHCC_EXEC_ROOT@
+m=$1
+root_file=$2
+cwd=$3
+pwd_=$4
+shift 4
 n=$#
 while [ "$n" -gt 0 ]; do
   a=$1
@@ -64,18 +68,12 @@ while [ "$n" -gt 0 ]; do
   set -- "$@" "$b$a"
   n=$((n - 1))
 done
-printf %s "$r" > .sshcc-exec-root || exit 125
+printf %s "$r" > "$root_file" || exit 125
 mkdir -p "$r$cwd" && cd "$r$cwd" || { echo "sshcc-action: cannot enter $r$cwd" >&2; exit 125; }
 PWD=$r$pwd_
 export PWD
 exec "$@"
 "#;
-
-/// The search path of the action's command, where the driver finds `as`.
-const ACTION_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-/// How long the engine may run one compile before killing it.
-const ACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One remote-preprocessed job as an action.
 struct RemoteAction {
@@ -121,10 +119,8 @@ impl RemoteAction {
         };
         let mut output_files: Vec<String> = outputs.iter().map(|(_, at)| at.clone()).collect();
         output_files.extend([dep_file.clone(), ROOT_FILE.to_string()]);
-        let mut arguments: Vec<String> =
-            ["/bin/sh", "-c", SCRIPT, "sshcc"].map(String::from).into();
-        arguments.push(job.cwd.clone());
-        arguments.push(job.pwd.clone().unwrap_or_else(|| job.cwd.clone()));
+        let pwd = job.pwd.as_deref().unwrap_or(&job.cwd);
+        let mut arguments = script_args(&job.cwd, pwd);
         arguments.push(compiler.to_string());
         arguments.extend(command.args);
         let mut platform = platform.to_vec();
@@ -147,6 +143,22 @@ impl RemoteAction {
             dep_file,
         })
     }
+}
+
+/// The action's arguments up to the compiler: [`SCRIPT`] and what it takes first.
+fn script_args(cwd: &str, pwd: &str) -> Vec<String> {
+    [
+        "/bin/sh",
+        "-c",
+        SCRIPT,
+        "sshcc",
+        ROOT_MARKER,
+        ROOT_FILE,
+        cwd,
+        pwd,
+    ]
+    .map(String::from)
+    .into()
 }
 
 /// A client path (absolute, or relative to the client's `cwd`) as a path relative to
@@ -180,13 +192,7 @@ impl HostLink {
         toolchain: Option<&Fingerprint>,
         observer: Option<Observer>,
     ) -> Result<RemoteCompile, JobFailure> {
-        let toolchain = toolchain.ok_or_else(|| {
-            JobFailure::Changed(
-                "a REAPI job names its compiler by fingerprint, and the local compiler has \
-                 none (toolchain_check = \"off\")"
-                    .to_string(),
-            )
-        })?;
+        let toolchain = toolchain.ok_or_else(|| JobFailure::Changed(self.no_fingerprint()))?;
         let action = RemoteAction::new(job, toolchain, &endpoint.platform)
             .map_err(|why| JobFailure::Changed(format!("{}: {why}", self.label())))?;
         let cache = endpoint.cache();
@@ -210,26 +216,29 @@ impl HostLink {
         blobs: &JobBlobs,
         observer: Option<&Observer>,
     ) -> Result<Result<RemoteCompile, JobFailure>, ReapiError> {
-        if let Some(result) = cached_result(client, &action.cacheable, cache).await?
+        let cacheable = action.cacheable.build();
+        if let Some(result) = cached_result(client, &cacheable.action_digest, cache).await?
             && result.exit_code == 0
             && let Ok(compile) = self.compile_of(client, &result, action).await?
         {
             self.cache_hit();
             return Ok(Ok(compile));
         }
-        let built = uncached_if_asked(&action.cacheable, cache);
+        let built = uncached_if_asked(&action.cacheable, cacheable, cache);
+        let action_blobs = built.blobs();
         let mut digests: Vec<Digest> = blobs.all().copied().collect();
-        digests.extend(built.blobs().map(|(digest, _)| digest));
+        digests.extend(action_blobs.iter().map(|(digest, _)| *digest));
         let missing = client.find_missing(&digests).await?;
         let mut contents: Vec<(Digest, Vec<u8>)> = Vec::with_capacity(missing.len());
         for digest in &missing {
-            match built.blobs().into_iter().find(|(blob, _)| blob == digest) {
-                Some((digest, data)) => contents.push((digest, data.to_vec())),
+            let data = match action_blobs.iter().find(|(blob, _)| blob == digest) {
+                Some((_, data)) => data.to_vec(),
                 None => match blobs.read(digest).await {
-                    Ok(data) => contents.push((*digest, data)),
+                    Ok(data) => data,
                     Err(failure) => return Ok(Err(failure)),
                 },
-            }
+            };
+            contents.push((*digest, data));
         }
         let upload: Vec<(Digest, &[u8])> = (contents.iter())
             .map(|(digest, data)| (*digest, data.as_slice()))
@@ -340,9 +349,10 @@ mod tests {
         // The client's $PWD names its working directory through a symlink.
         std::fs::create_dir(root.join("w")).unwrap();
         std::os::unix::fs::symlink("d", root.join("w/link")).unwrap();
-        let output = std::process::Command::new("/bin/sh")
+        let script = script_args("/w/d", "/w/link");
+        let output = std::process::Command::new(&script[0])
             .current_dir(&root)
-            .args(["-c", SCRIPT, "sshcc", "/w/d", "/w/link"])
+            .args(&script[1..])
             .args(["/bin/sh", "-c", "echo \"$PWD|$(pwd -P)|$1|$2\"", "-"])
             .args([
                 &format!("-I{ROOT_MARKER}/i"),
