@@ -4,7 +4,8 @@
 //! blob over the batch limit by ByteStream both ways; a compile error's exit status
 //! and stderr; an Execute whose connection is cut mid-run taken up again by
 //! WaitExecution; TLS with a private CA, a client certificate and a name override,
-//! and what happens without each.
+//! and what happens without each; a connection left idle for minutes is kept (the
+//! engine's ping policy does not close it).
 //!
 //! One engine serves every case (starting one takes about 15 s), so the cases run in
 //! order in one test; it is stopped however the test ends. Skipped, saying why, on a
@@ -47,28 +48,37 @@ fn reapi_client_against_buildgrid() {
         .expect("runtime");
     runtime.block_on(async {
         let lab = Lab::new(&engine);
-        let step = |name: &str, started: Instant| {
-            eprintln!("{name}: {:.2} s", started.elapsed().as_secs_f64());
-        };
-        let started = Instant::now();
-        capabilities(&lab).await;
-        step("capabilities", started);
-        let started = Instant::now();
-        compile_then_cache_hit(&lab).await;
-        step("compile and cache hit", started);
-        let started = Instant::now();
-        large_blob_by_bytestream(&lab).await;
-        step("large blob", started);
-        let started = Instant::now();
-        compile_error(&lab).await;
-        step("compile error", started);
-        let started = Instant::now();
-        execute_survives_a_cut_connection(&lab).await;
-        step("cut connection", started);
-        let started = Instant::now();
-        mutual_tls(&lab).await;
-        step("mutual TLS", started);
+        // Waiting out the engine's ping policy takes minutes of nothing: meanwhile, the
+        // other cases.
+        let idle = an_idle_connection_is_kept(&engine);
+        let cases = all_other_cases(&lab);
+        tokio::join!(idle, cases);
     });
+}
+
+/// The cases that share one client, in order.
+async fn all_other_cases(lab: &Lab<'_>) {
+    let step = |name: &str, started: Instant| {
+        eprintln!("{name}: {:.2} s", started.elapsed().as_secs_f64());
+    };
+    let started = Instant::now();
+    capabilities(lab).await;
+    step("capabilities", started);
+    let started = Instant::now();
+    compile_then_cache_hit(lab).await;
+    step("compile and cache hit", started);
+    let started = Instant::now();
+    large_blob_by_bytestream(lab).await;
+    step("large blob", started);
+    let started = Instant::now();
+    compile_error(lab).await;
+    step("compile error", started);
+    let started = Instant::now();
+    execute_survives_a_cut_connection(lab).await;
+    step("cut connection", started);
+    let started = Instant::now();
+    mutual_tls(lab).await;
+    step("mutual TLS", started);
 }
 
 /// The engine, a client of it, and a scratch directory of sources.
@@ -418,6 +428,33 @@ async fn execute_survives_a_cut_connection(lab: &Lab<'_>) {
         runs_before + 1,
         "the action ran twice"
     );
+}
+
+/// How long the idle case leaves its connection alone: past the fourth keepalive ping
+/// a client sending one every 30 s would have sent, the third the engine counts as
+/// too early (gRPC servers allow a ping without a call in flight every two hours by
+/// default, one during a call every five minutes, and after two strikes close the
+/// connection with GOAWAY "too_many_pings", breaking any stream on it).
+const IDLE: Duration = Duration::from_secs(150);
+
+async fn an_idle_connection_is_kept(engine: &ReapiEngine) {
+    let proxy = proxy::Proxy::start(engine.port());
+    let endpoint = Endpoint::parse(&format!("grpc://127.0.0.1:{}", proxy.port())).unwrap();
+    let client = ReapiClient::connect(&endpoint).unwrap();
+    let probe = [Digest::of(b"an idle connection")];
+    client.find_missing(&probe).await.expect("first call");
+    tokio::time::sleep(IDLE).await;
+    client
+        .find_missing(&probe)
+        .await
+        .expect("call after idling");
+    assert_eq!(
+        proxy.accepted(),
+        1,
+        "the engine closed the idle connection\n{}",
+        engine.logs()
+    );
+    eprintln!("idle connection kept: {} s", IDLE.as_secs());
 }
 
 async fn mutual_tls(lab: &Lab<'_>) {

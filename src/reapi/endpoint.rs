@@ -37,6 +37,15 @@ pub struct Endpoint {
 /// ByteStream transfers get one call timeout per this many bytes (and at least one).
 pub const TRANSFER_BYTES_PER_CALL_TIMEOUT: u64 = 16 << 20;
 
+/// A connection silent this long is probed (by the kernel: TCP keepalive, which no
+/// gRPC server counts against its ping policy)…
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// …every this often…
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// …and given up after this many probes go unanswered: a dead engine or path is
+/// noticed within about 90 s, and a NAT on the way keeps the connection's mapping.
+const TCP_KEEPALIVE_PROBES: u32 = 3;
+
 /// TLS for `grpcs://`: whom to trust, what to present, which name to verify.
 #[derive(Clone, Debug, Default)]
 pub struct TlsSettings {
@@ -193,17 +202,21 @@ impl Endpoint {
 
     /// A channel to the engine. It connects on first use (so an engine that is down
     /// shows as a retryable UNAVAILABLE from the first call, not here) and again
-    /// after a connection is lost; HTTP/2 keepalive pings notice a dead one during a
-    /// long Execute. Fails only on bad settings: unreadable PEM files, an invalid URL.
+    /// after a connection is lost. TCP keepalive notices a dead peer, idle or during
+    /// a long Execute. No HTTP/2 pings: gRPC servers by default take one without a
+    /// call in flight every two hours and one during a call every five minutes, and
+    /// answer the third too early with GOAWAY "too_many_pings", which closes the
+    /// connection and breaks the streams on it. Fails only on bad settings:
+    /// unreadable PEM files, an invalid URL.
     pub(super) fn channel(&self) -> anyhow::Result<Channel> {
         let uri = self.uri();
         let mut endpoint = Channel::from_shared(uri.clone())
             .with_context(|| format!("REAPI endpoint URL {uri}"))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .keep_alive_while_idle(true);
+            .tcp_keepalive(Some(TCP_KEEPALIVE_IDLE))
+            .tcp_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
+            .tcp_keepalive_retries(Some(TCP_KEEPALIVE_PROBES));
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.client_config(self.connect_timeout)?)
