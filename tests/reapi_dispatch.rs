@@ -9,6 +9,8 @@
 //! - an action no worker can take (another ISA, or a compiler whose toolchain no
 //!   worker advertises): no answer within `DISTCC_IO_TIMEOUT`, then a correct local
 //!   compile, or a failure without fallback;
+//! - a second worker advertising arm-none-eabi-gcc's toolchain only: cross compiles
+//!   run there, gcc's on the first worker, never the other way round;
 //! - TLS with a private CA, a client certificate and a name override from
 //!   config.toml, and `sshcc check` on it;
 //! - an instance that takes only JWTs: `sshcc check` passes with a valid token from
@@ -30,11 +32,12 @@ use std::time::{Duration, Instant};
 use common::reapi_engine::{ReapiEngine, TLS_SERVER_NAME};
 use common::{Scratch, project_copy, run, stderr, write_script};
 
-/// The toolchain property value of each of this machine's `gcc` and `g++`, as a
-/// worker's admin would find it: `sshcc --box-info` with them allowlisted.
-fn toolchain_properties(scratch: &Scratch) -> String {
+/// The toolchain property value of each of `compilers` (absolute paths on this
+/// machine), as a worker's admin would find it: `sshcc --box-info` with them
+/// allowlisted.
+fn toolchain_properties(scratch: &Scratch, compilers: &[&str]) -> String {
     let list = scratch.join("cmdlist");
-    std::fs::write(&list, "/usr/bin/gcc\n/usr/bin/g++\n").unwrap();
+    std::fs::write(&list, compilers.join("\n") + "\n").unwrap();
     let output = run(scratch
         .sshcc()
         .arg("--box-info")
@@ -48,7 +51,7 @@ fn toolchain_properties(scratch: &Scratch) -> String {
             format!("sshcc-toolchain={digest}")
         })
         .collect();
-    assert_eq!(digests.len(), 2, "{info}");
+    assert_eq!(digests.len(), compilers.len(), "{info}");
     digests.join(";")
 }
 
@@ -126,7 +129,7 @@ impl Client {
 #[test]
 fn reapi_hosts_build_through_a_real_engine() {
     let setup = Scratch::new();
-    let properties = toolchain_properties(&setup);
+    let properties = toolchain_properties(&setup, &["/usr/bin/gcc", "/usr/bin/g++"]);
     let Some(engine) = ReapiEngine::start_with_bot_properties(&properties) else {
         return;
     };
@@ -138,6 +141,7 @@ fn reapi_hosts_build_through_a_real_engine() {
     compile_error(&engine, &Client::new(hosts.clone(), ""));
     no_worker_matches(&endpoint, &hosts);
     another_compiler_finds_no_worker(&engine, &hosts);
+    workers_take_only_their_toolchains(&engine, &setup, &hosts);
     mutual_tls(&engine);
     tokens(&engine, &endpoint, &hosts);
     engine_stopped_under_a_daemon(engine, &Client::new(hosts, ""));
@@ -357,6 +361,50 @@ fn another_compiler_finds_no_worker(engine: &ReapiEngine, hosts: &str) {
         client.local_object("arm-none-eabi-gcc", "geometry.c")
     );
     assert_eq!(engine.actions_run(), ran_before, "{}", engine.logs());
+}
+
+/// A second worker that advertises only arm-none-eabi-gcc's toolchain: the cross
+/// compiles now run there (no fallback), gcc's only on the first worker, and neither
+/// worker ever gets the other's compiler.
+fn workers_take_only_their_toolchains(engine: &ReapiEngine, setup: &Scratch, hosts: &str) {
+    if !Path::new("/usr/bin/arm-none-eabi-gcc").exists() {
+        eprintln!("skipping the second worker's case: no /usr/bin/arm-none-eabi-gcc");
+        return;
+    }
+    engine.add_worker(
+        "arm",
+        &toolchain_properties(setup, &["/usr/bin/arm-none-eabi-gcc"]),
+    );
+    let first_before = engine.programs_run_by("bot").len();
+    let client = Client::new(hosts.to_string(), "");
+    // Each compile executed, none answered by the cache.
+    let cache_off = [("SSHCC_REAPI_CACHE", "off")];
+    let arm_local = client.local_object("arm-none-eabi-gcc", "geometry.c");
+    let gcc_local = client.local_object("gcc", "geometry.c");
+    for round in 0..3 {
+        for (compiler, local) in [("arm-none-eabi-gcc", &arm_local), ("gcc", &gcc_local)] {
+            let object = format!("{compiler}-{round}.o");
+            let output = client.compile(compiler, "geometry.c", &object, &cache_off);
+            assert!(
+                output.status.success(),
+                "{compiler}: {}\n{}",
+                stderr(&output),
+                engine.logs()
+            );
+            assert!(&client.object(&object) == local, "{compiler}: {object}");
+        }
+    }
+    let first = engine.programs_run_by("bot").split_off(first_before);
+    let second = engine.programs_run_by("bot-arm");
+    let is_cross = |program: &String| program.contains("arm-none-eabi");
+    assert!(
+        first.len() >= 3 && !first.iter().any(is_cross),
+        "first worker: {first:?}"
+    );
+    assert!(
+        second.len() >= 3 && second.iter().all(is_cross),
+        "second worker: {second:?}"
+    );
 }
 
 fn mutual_tls(engine: &ReapiEngine) {

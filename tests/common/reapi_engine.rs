@@ -158,23 +158,64 @@ impl ReapiEngine {
         port.parse().expect("endpoint port")
     }
 
-    /// How many actions the bot has run so far.
+    /// Starts one more worker, `bot-NAME`, advertising `properties` (`KEY=VALUE;…`)
+    /// besides OSFamily and ISA; it runs until the engine stops.
+    pub fn add_worker(&self, name: &str, properties: &str) {
+        let output = self
+            .engine_sh("worker")
+            .arg(name)
+            .env("BOT_PROPERTIES", properties)
+            .output()
+            .expect("running tests/reapi/engine.sh worker");
+        assert!(
+            output.status.success(),
+            "engine.sh worker failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// How many actions the workers have run so far, all of them together.
     pub fn actions_run(&self) -> usize {
-        let log = std::fs::read_to_string(self.root().join("bot.log")).unwrap_or_default();
-        log.lines()
-            .filter(|line| line.starts_with("[bot] ran "))
-            .count()
+        (self.worker_names().iter())
+            .map(|name| self.programs_run_by(name).len())
+            .sum()
+    }
+
+    /// The program (the command's first argument) of every action the worker `name`
+    /// ran so far, in order: `bot` is the first worker, `bot-NAME` one added later.
+    pub fn programs_run_by(&self, name: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.root().join(format!("{name}.log")));
+        (log.unwrap_or_default().lines())
+            .filter_map(|line| line.strip_prefix("[bot] ran "))
+            .filter_map(|ran| ran.rsplit_once(" exit="))
+            .map(|(program, _)| program.to_owned())
+            .collect()
+    }
+
+    /// Every worker's name: its log is ROOT/NAME.log.
+    fn worker_names(&self) -> Vec<String> {
+        let entries = std::fs::read_dir(self.root()).expect("engine root");
+        let mut names: Vec<String> = (entries.filter_map(Result::ok))
+            .filter_map(|entry| {
+                let file = entry.file_name().into_string().ok()?;
+                let name = file.strip_suffix(".log")?;
+                (name == "bot" || name.starts_with("bot-")).then(|| name.to_owned())
+            })
+            .collect();
+        names.sort();
+        names
     }
 
     /// Everything the engine's processes logged, for a failing test's message.
     pub fn logs(&self) -> String {
-        ["bot.log", "server.log"]
-            .iter()
+        (self.worker_names().into_iter().chain(["server".to_owned()]))
             .map(|name| {
-                let text = std::fs::read_to_string(self.root().join(name)).unwrap_or_default();
+                let path = self.root().join(format!("{name}.log"));
+                let text = std::fs::read_to_string(path).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(40).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- {name} (last lines)\n{}\n", tail.join("\n"))
+                format!("--- {name}.log (last lines)\n{}\n", tail.join("\n"))
             })
             .collect()
     }

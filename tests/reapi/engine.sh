@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Starts (up) or stops (down) a private REAPI v2 engine on loopback ports: BuildGrid
 # 0.9.1 from its venv, its scheduler's database in a private PostgreSQL 15 cluster,
-# and tests/reapi/bot.py as its one worker; everything lives under ROOT.
+# and tests/reapi/bot.py as its first worker; everything lives under ROOT.
 #
 #   tests/reapi/engine.sh up ROOT     # prints grpc://127.0.0.1:PORT once it serves
+#   tests/reapi/engine.sh worker ROOT NAME   # one more worker, logging to ROOT/bot-NAME.log
 #   tests/reapi/engine.sh down ROOT   # stops all of it (ROOT may then be removed)
 #
 # BUILDGRID_VENV: the venv holding bgd (default: the checkout's target/buildgrid-venv,
@@ -21,12 +22,16 @@ venv=${BUILDGRID_VENV:-$repo/target/buildgrid-venv}
 pg_bin=/usr/lib/postgresql/15/bin
 
 usage() {
-  echo "usage: $0 up|down ROOT" >&2
+  echo "usage: $0 up|down ROOT, or $0 worker ROOT NAME" >&2
   exit 2
 }
-(($# == 2)) || usage
-action=$1
-root=$2
+action=${1:-}
+root=${2:-}
+case $action in
+up | down) (($# == 2)) || usage ;;
+worker) (($# == 3)) || usage ;;
+*) usage ;;
+esac
 
 # Runs a PostgreSQL tool: as the postgres account when we are root (initdb refuses
 # root), as ourselves otherwise.
@@ -74,6 +79,29 @@ stop() {
   done
   kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$root/$name.pid"
+}
+
+# Starts bot.py as NAME (its log ROOT/NAME.log) against the engine at ADDRESS, with
+# BOT_PROPERTIES from the environment, and waits until the engine has its session.
+start_bot() {
+  local name=$1 address=$2
+  BOT_REMOTE=$address start "$name" "$venv/bin/python" -u "$here/bot.py"
+  for _ in $(seq 1 600); do
+    grep -q "session" "$root/$name.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q "session" "$root/$name.log" || {
+    echo "engine: the worker $name did not register; its log:" >&2
+    tail -n 30 "$root/$name.log" >&2
+    exit 1
+  }
+}
+
+# A worker besides the first, for tests of scheduling between workers.
+worker() {
+  local name=$1 endpoint
+  endpoint=$(<"$root/endpoint")
+  start_bot "bot-$name" "${endpoint#grpc://}"
 }
 
 up() {
@@ -128,23 +156,19 @@ up() {
   start server "$venv/bin/bgd" server start -v "$root/server.yml"
   wait_for_port "$grpc_port" "BuildGrid" "$root/server.log"
   [[ -z $tls_port ]] || wait_for_port "$tls_port" "BuildGrid (TLS)" "$root/server.log"
-  BOT_REMOTE=127.0.0.1:$grpc_port start bot "$venv/bin/python" -u "$here/bot.py"
-  for _ in $(seq 1 600); do
-    grep -q "session" "$root/bot.log" 2>/dev/null && break
-    sleep 0.1
-  done
-  grep -q "session" "$root/bot.log" || {
-    echo "engine: the bot did not register; its log:" >&2
-    tail -n 30 "$root/bot.log" >&2
-    exit 1
-  }
+  start_bot bot "127.0.0.1:$grpc_port"
   trap - EXIT
   echo "grpc://127.0.0.1:$grpc_port" | tee "$root/endpoint"
   [[ -z $tls_port ]] || echo "grpcs://127.0.0.1:$tls_port" | tee "$root/tls-endpoint"
 }
 
 down() {
-  stop bot
+  local pidfile
+  for pidfile in "$root"/bot*.pid; do
+    [[ -e $pidfile ]] || continue
+    pidfile=${pidfile##*/}
+    stop "${pidfile%.pid}"
+  done
   stop server
   if [[ -d $root/postgres/data ]]; then
     as_db_owner "$pg_bin/pg_ctl" -D "$root/postgres/data" -m fast -w stop >/dev/null 2>&1 || true
@@ -153,6 +177,6 @@ down() {
 
 case $action in
 up) up ;;
+worker) worker "$3" ;;
 down) down ;;
-*) usage ;;
 esac
