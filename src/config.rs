@@ -41,9 +41,11 @@ pub struct Config {
 }
 
 /// Settings for one REAPI endpoint. Secrets are never in the file or the host list:
-/// the authorization header's token comes from an environment variable or a
-/// credential helper's output, read when the daemon connects (and the helper run again
-/// when the engine refuses its token, which may have expired).
+/// the authorization header's token comes from an environment variable of the build
+/// (the wrapper reads it and hands it to the daemon with each job, so a token
+/// exported after the daemon started, or changed, is the one used) or a credential
+/// helper's output, read when the daemon connects (and the helper run again when the
+/// engine refuses its token, which may have expired).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReapiConfig {
@@ -58,6 +60,10 @@ pub struct ReapiConfig {
     pub tls_server_name: Option<String>,
     /// An environment variable holding the token sent as `authorization: Bearer …`.
     pub authorization_env: Option<String>,
+    /// That variable's value in the build's environment ([`ReapiConfig::read_environment`]);
+    /// never read from or written to TOML.
+    #[serde(skip)]
+    pub authorization_env_value: Option<Secret>,
     /// A command (run by `sh -c`) whose output is that token, for credential helpers.
     pub authorization_command: Option<String>,
     /// Platform properties a worker must match; default `OSFamily` and `ISA` of this
@@ -72,6 +78,26 @@ pub struct ReapiConfig {
     /// times, so the shared cache answers only the same checkout.
     #[serde(default)]
     pub remote_preprocessing: bool,
+}
+
+impl ReapiConfig {
+    /// Takes `authorization_env`'s value from `environment` (a variable's value, if
+    /// set): the build's, where the daemon serves it.
+    pub fn read_environment(&mut self, environment: impl Fn(&str) -> Option<String>) {
+        self.authorization_env_value = (self.authorization_env.as_deref())
+            .and_then(environment)
+            .map(Secret);
+    }
+}
+
+/// A value that must not reach a log: Debug never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// How jobs use a REAPI engine's action cache (`SSHCC_REAPI_CACHE`).
@@ -150,12 +176,25 @@ impl Config {
         toml::to_string(reapi).expect("plain strings and paths serialize")
     }
 
-    /// [`Config::reapi_to_toml`]'s text read back.
-    pub fn reapi_from_toml(text: &str) -> anyhow::Result<BTreeMap<String, ReapiConfig>> {
+    /// [`Config::reapi_to_toml`]'s text read back, each endpoint's
+    /// `authorization_env` value taken from `environment` (`NAME=VALUE` pairs: the
+    /// build's, which the wrapper sends along).
+    pub fn reapi_from_toml(
+        text: &str,
+        environment: &[String],
+    ) -> anyhow::Result<BTreeMap<String, ReapiConfig>> {
         if text.is_empty() {
             return Ok(BTreeMap::new());
         }
-        toml::from_str(text).context("REAPI settings from the wrapper")
+        let mut reapi: BTreeMap<String, ReapiConfig> =
+            toml::from_str(text).context("REAPI settings from the wrapper")?;
+        let environment: BTreeMap<&str, &str> = (environment.iter())
+            .filter_map(|pair| pair.split_once('='))
+            .collect();
+        for endpoint in reapi.values_mut() {
+            endpoint.read_environment(|name| environment.get(name).map(|value| value.to_string()));
+        }
+        Ok(reapi)
     }
 
     /// The remote command configured for `host`, if any.
@@ -189,9 +228,17 @@ mod tests {
         )
         .unwrap();
         let text = Config::reapi_to_toml(&config.reapi);
-        assert_eq!(Config::reapi_from_toml(&text).unwrap(), config.reapi);
+        assert_eq!(Config::reapi_from_toml(&text, &[]).unwrap(), config.reapi);
         assert_eq!(config.reapi["sched:8980"].platform["OSFamily"], "linux");
         assert!(Config::parse("[reapi.x]\ntoken = \"secret\"").is_err());
+        // The token's value comes from the build's environment, never from TOML.
+        let environment = ["OTHER=x".to_string(), "TOKEN=a=b".to_string()];
+        let read = Config::reapi_from_toml(&text, &environment).unwrap();
+        let value = read["sched:8980"].authorization_env_value.as_ref();
+        assert_eq!(value.map(|secret| secret.0.as_str()), Some("a=b"));
+        assert!(!format!("{read:?}").contains("a=b"), "{read:?}");
+        assert!(!Config::reapi_to_toml(&read).contains("a=b"));
+        assert!(Config::parse("[reapi.x]\nauthorization_env_value = \"a\"").is_err());
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //!   config.toml, and `sshcc check` on it;
 //! - an instance that takes only JWTs: `sshcc check` passes with a valid token from
 //!   `authorization_env`, and a wrong or missing token is a clear message (and, in a
-//!   build, a local compile); a credential helper's token that expires under a running
-//!   daemon is fetched again and the next job still runs on the engine;
+//!   build, a local compile); the token is each build's own (exported after the
+//!   daemon started, then changed); a credential helper's token that expires under a
+//!   running daemon is fetched again and the next job still runs on the engine;
 //! - the engine stopped under a running daemon, with a job in flight and before the
 //!   next: correct local compiles, and the host backed off.
 //!
@@ -490,22 +491,43 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
         "no token: {text}"
     );
 
+    // One daemon, started by a build without the token: each build's own token is the
+    // one used (exported later, then changed), not the daemon's environment.
+    let local = client.local_object("gcc", "geometry.c");
+    let fallback = [("DISTCC_FALLBACK", "1"), ("DISTCC_BACKOFF_PERIOD", "0")];
+    let mut command = client.sshcc();
+    command.env_remove("RE_TOKEN").envs(fallback);
+    let output = run(command.args(["gcc", "-O2", "-c", "geometry.c", "-o", "none.o"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("RE_TOKEN, which is not set"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(client.object("none.o"), local);
+    let valid = engine.token(true);
+    let output = client.compile("gcc", "geometry.c", "valid.o", &[("RE_TOKEN", &valid)]);
+    assert!(
+        output.status.success(),
+        "a token exported after the daemon started: {}\n{}",
+        stderr(&output),
+        engine.logs()
+    );
+    assert_eq!(client.object("valid.o"), local);
+    let wrong = engine.token(false);
     let output = client.compile(
         "gcc",
         "geometry.c",
         "t.o",
-        &[("RE_TOKEN", &engine.token(false)), ("DISTCC_FALLBACK", "1")],
+        &[[("RE_TOKEN", wrong.as_str())].as_slice(), &fallback].concat(),
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("refused this client"),
-        "{}",
+        "a token changed under the daemon: {}",
         stderr(&output)
     );
-    assert_eq!(
-        client.object("t.o"),
-        client.local_object("gcc", "geometry.c")
-    );
+    assert_eq!(client.object("t.o"), local);
     expired_token_fetched_again(engine, endpoint, hosts);
 }
 

@@ -81,6 +81,9 @@ pub struct Acquire {
     /// config.toml's `[reapi]` tables as TOML (empty: none), `SSHCC_REAPI_CACHE`
     /// applied.
     pub reapi_settings: String,
+    /// `NAME=VALUE` of each variable those tables' `authorization_env` names that is
+    /// set in the build's environment (the daemon's own may be older, or lack it).
+    pub reapi_environment: Vec<String>,
 }
 
 impl Acquire {
@@ -105,6 +108,7 @@ impl Acquire {
             .str(&self.file)
             .u32(self.pid)
             .str(&self.reapi_settings)
+            .strings(&self.reapi_environment)
             .finish()
     }
 
@@ -126,6 +130,7 @@ impl Acquire {
             file: reader.string()?,
             pid: reader.u32()?,
             reapi_settings: reader.string()?,
+            reapi_environment: reader.strings()?,
         })
     }
 }
@@ -324,6 +329,7 @@ mod tests {
             file: "src/x.c".into(),
             pid: 4242,
             reapi_settings: "[\"a:1\"]\ninstance_name = \"main\"\n".into(),
+            reapi_environment: vec!["RE_TOKEN=t0k=en".into()],
         };
         assert_eq!(Acquire::decode(&acquire.encode()).unwrap(), acquire);
         for assigned in [

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 /// The socket's name carries the wrapper ↔ daemon protocol version, so after an
 /// upgrade the new wrappers start a daemon of their own instead of talking to the old
 /// one, which exits when idle.
-pub const SOCKET_NAME: &str = "daemon-4.sock";
+pub const SOCKET_NAME: &str = "daemon-5.sock";
 
 /// Paths of one user's daemon.
 #[derive(Debug, Clone)]

@@ -95,15 +95,16 @@ impl Session {
                 };
             }
         };
-        let reapi = match Config::reapi_from_toml(&request.reapi_settings) {
-            Ok(reapi) => reapi,
-            Err(err) => {
-                return Placement {
-                    assigned: Assigned::NoHosts(format!("{err:#}")),
-                    notices: Vec::new(),
-                };
-            }
-        };
+        let reapi =
+            match Config::reapi_from_toml(&request.reapi_settings, &request.reapi_environment) {
+                Ok(reapi) => reapi,
+                Err(err) => {
+                    return Placement {
+                        assigned: Assigned::NoHosts(format!("{err:#}")),
+                        notices: Vec::new(),
+                    };
+                }
+            };
         let route = Route {
             hosts: specs,
             ssh: crate::ssh::config::ClientOptions {

@@ -171,15 +171,20 @@ impl Endpoint {
     }
 
     /// The `authorization` value `config` asks for: `Bearer ` and the token from
-    /// `authorization_env` or the output of `authorization_command` (run now; blocking).
+    /// `authorization_env` (its value as [`ReapiConfig::read_environment`] found it)
+    /// or the output of `authorization_command` (run now; blocking).
     pub fn authorization(url: &str, config: &ReapiConfig) -> anyhow::Result<Option<Authorization>> {
         let token = match (&config.authorization_env, &config.authorization_command) {
             (Some(_), Some(_)) => {
                 anyhow::bail!("{url}: authorization_env and authorization_command are alternatives")
             }
-            (Some(name), None) => Some(std::env::var(name).with_context(|| {
-                format!("{url}: authorization_env names {name}, which is not set")
-            })?),
+            (Some(name), None) => Some(
+                (config.authorization_env_value.as_ref())
+                    .map(|value| value.0.clone())
+                    .with_context(|| {
+                        format!("{url}: authorization_env names {name}, which is not set")
+                    })?,
+            ),
             (None, Some(command)) => Some(credential_helper(url, command)?),
             (None, None) => None,
         };

@@ -76,6 +76,7 @@ pub(super) async fn distribute(
         file: input.to_string(),
         pid: std::process::id(),
         reapi_settings: reapi_settings(settings, config, &host_list),
+        reapi_environment: reapi_environment(config),
     };
     let status = place_and_run(
         &mut broker,
@@ -103,6 +104,17 @@ fn reapi_settings(settings: &ClientSettings, config: &Config, hosts: &HostList) 
         }
     }
     Config::reapi_to_toml(&reapi)
+}
+
+/// `NAME=VALUE` of each variable config.toml's REAPI endpoints take their token from
+/// (`authorization_env`), as this build has it.
+fn reapi_environment(config: &Config) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> = (config.reapi.values())
+        .filter_map(|endpoint| endpoint.authorization_env.as_deref())
+        .collect();
+    (names.into_iter())
+        .filter_map(|name| Some(format!("{name}={}", std::env::var(name).ok()?)))
+        .collect()
 }
 
 /// The real local compiler, for the dispatcher's toolchain check; empty (no check)

@@ -243,12 +243,13 @@ async fn probe_reapi(
     setup: &Setup,
 ) -> anyhow::Result<()> {
     report.address = Some(url.to_string());
-    let config = setup
+    let mut config = setup
         .config
         .reapi
         .get(authority)
         .cloned()
         .unwrap_or_default();
+    config.read_environment(|name| std::env::var(name).ok());
     let started = Instant::now();
     HostLink::reapi(url, &config, Default::default()).await?;
     report.connect_ms = Some(millis_since(started));
