@@ -6,9 +6,10 @@
 //!
 //! 1. a `-j4` build of Lua 5.4's library (the `lua-src` crate): through the SSH box
 //!    cold and again on the same daemon; through the engine cold (empty action
-//!    cache) and again on a fresh daemon (every job an action-cache hit). Wall, the
-//!    client's CPU per job (wrappers and daemon), bytes per job, cache hits, and
-//!    objects checked against a local build;
+//!    cache) and again on a fresh daemon (every job an action-cache hit), with jobs
+//!    preprocessed here (the default) and by the workers (`remote_preprocessing =
+//!    true`). Wall, the client's CPU per job (wrappers and daemon), bytes per job,
+//!    cache hits, and objects checked against a local build;
 //! 2. one tiny compile at a time on a warm daemon: the SSH box, the engine with
 //!    `SSHCC_REAPI_CACHE=off` (every job executes), and the engine answering from its
 //!    action cache: the per-job overhead and the cache-hit path's cost.
@@ -52,6 +53,8 @@ struct Route {
     hosts: String,
     /// `SSHCC_REAPI_CACHE`, if set.
     cache: Option<&'static str>,
+    /// config.toml (`SSHCC_CONFIG`), if any.
+    config: Option<PathBuf>,
 }
 
 /// What the wrappers of one route share: the box's ssh config and a daemon.
@@ -69,9 +72,13 @@ impl Client<'_> {
             .env("SSHCC_SSH_CONFIG", self.ssh_config)
             .env("SSHCC_RUNTIME_DIR", &self.runtime)
             .env("DISTCC_FALLBACK", "0")
-            .env_remove("SSHCC_REAPI_CACHE");
+            .env_remove("SSHCC_REAPI_CACHE")
+            .env_remove("SSHCC_CONFIG");
         if let Some(cache) = route.cache {
             command.env("SSHCC_REAPI_CACHE", cache);
+        }
+        if let Some(config) = &route.config {
+            command.env("SSHCC_CONFIG", config);
         }
         command
     }
@@ -307,10 +314,26 @@ fn main() -> Result<()> {
         label: "SSH box (`@box/4`)",
         hosts: format!("@box/4:{}", sshcc.display()),
         cache: None,
+        config: None,
     };
     let reapi = Route {
         label: "REAPI engine (`reapi://…/4`)",
         hosts: format!("reapi://127.0.0.1:{}/4", engine.port()),
+        cache: None,
+        config: None,
+    };
+    let workers_preprocess = scratch.join("workers-preprocess.toml");
+    fs::write(
+        &workers_preprocess,
+        format!(
+            "[reapi.\"127.0.0.1:{}\"]\nremote_preprocessing = true\n",
+            engine.port()
+        ),
+    )?;
+    let reapi_remote = Route {
+        label: "REAPI engine, `remote_preprocessing = true`",
+        config: Some(workers_preprocess),
+        hosts: reapi.hosts.clone(),
         cache: None,
     };
     let client = |name: &str| Client {
@@ -356,6 +379,29 @@ fn main() -> Result<()> {
     )?);
     warm.stop();
     let ran_warm = engine.actions_run() - ran_before - ran_cold;
+    let ran_before = engine.actions_run();
+    let cold = client("reapi-remote-cold");
+    rows.push(build(
+        &cold,
+        &reapi_remote,
+        "cold (empty action cache)",
+        &lua,
+        &out,
+        &reference,
+    )?);
+    cold.stop();
+    let ran_remote_cold = engine.actions_run() - ran_before;
+    let warm = client("reapi-remote-warm");
+    rows.push(build(
+        &warm,
+        &reapi_remote,
+        "again, fresh daemon (cached)",
+        &lua,
+        &out,
+        &reference,
+    )?);
+    warm.stop();
+    let ran_remote_warm = engine.actions_run() - ran_before - ran_remote_cold;
 
     eprintln!("section 2: tiny compiles");
     let tiny_ssh = client("tiny-ssh");
@@ -372,6 +418,7 @@ fn main() -> Result<()> {
         label: "REAPI engine, action-cache hit",
         cache: None,
         hosts: uncached.hosts.clone(),
+        config: None,
     };
     let (hit_walls, hit_cpu) = tiny(&tiny_reapi, &cached, scratch, runs)?;
     tiny_reapi.stop();
@@ -411,7 +458,8 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "\nThe worker ran {ran_cold} actions for the cold engine build and {ran_warm} for the cached one."
+        "\nThe worker ran {ran_cold} actions for the cold engine build and {ran_warm} for the \
+         cached one; with remote preprocessing, {ran_remote_cold} and {ran_remote_warm}."
     );
     println!("\n#### 2. One tiny compile at a time, warm daemon ({runs} per route)\n");
     println!("| route | wall ms (median) | min | p90 | client CPU ms/job |");
