@@ -356,52 +356,18 @@ fn main() -> Result<()> {
         &reference,
     )?);
     ssh_client.stop();
-    let ran_before = engine.actions_run();
-    let cold = client("reapi-cold");
-    rows.push(build(
-        &cold,
-        &reapi,
-        "cold (empty action cache)",
-        &lua,
-        &out,
-        &reference,
-    )?);
-    cold.stop();
-    let ran_cold = engine.actions_run() - ran_before;
-    let warm = client("reapi-warm");
-    rows.push(build(
-        &warm,
-        &reapi,
-        "again, fresh daemon (cached)",
-        &lua,
-        &out,
-        &reference,
-    )?);
-    warm.stop();
-    let ran_warm = engine.actions_run() - ran_before - ran_cold;
-    let ran_before = engine.actions_run();
-    let cold = client("reapi-remote-cold");
-    rows.push(build(
-        &cold,
-        &reapi_remote,
-        "cold (empty action cache)",
-        &lua,
-        &out,
-        &reference,
-    )?);
-    cold.stop();
-    let ran_remote_cold = engine.actions_run() - ran_before;
-    let warm = client("reapi-remote-warm");
-    rows.push(build(
-        &warm,
-        &reapi_remote,
-        "again, fresh daemon (cached)",
-        &lua,
-        &out,
-        &reference,
-    )?);
-    warm.stop();
-    let ran_remote_warm = engine.actions_run() - ran_before - ran_remote_cold;
+    // Each engine route: a cold build on an empty action cache, then the same build
+    // on a fresh daemon, answered by the cache; and how many actions the worker ran.
+    let mut ran = Vec::new();
+    for (route, name) in [(&reapi, "reapi"), (&reapi_remote, "reapi-remote")] {
+        for build_name in ["cold (empty action cache)", "again, fresh daemon (cached)"] {
+            let before = engine.actions_run();
+            let daemon = client(&format!("{name}-{}", ran.len()));
+            rows.push(build(&daemon, route, build_name, &lua, &out, &reference)?);
+            daemon.stop();
+            ran.push(engine.actions_run() - before);
+        }
+    }
 
     eprintln!("section 2: tiny compiles");
     let tiny_ssh = client("tiny-ssh");
@@ -458,8 +424,9 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "\nThe worker ran {ran_cold} actions for the cold engine build and {ran_warm} for the \
-         cached one; with remote preprocessing, {ran_remote_cold} and {ran_remote_warm}."
+        "\nThe worker ran {} actions for the cold engine build and {} for the cached one; \
+         with remote preprocessing, {} and {}.",
+        ran[0], ran[1], ran[2], ran[3]
     );
     println!("\n#### 2. One tiny compile at a time, warm daemon ({runs} per route)\n");
     println!("| route | wall ms (median) | min | p90 | client CPU ms/job |");
