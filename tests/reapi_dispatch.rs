@@ -2,7 +2,8 @@
 //! `SSHCC_HOSTS=reapi://127.0.0.1:PORT/N` against a real BuildGrid (see
 //! tests/reapi/README.md), whose one worker advertises the toolchains of this
 //! machine's gcc and g++ as `sshcc --box-info` reports them:
-//! - C and C++ objects byte-identical to local compiles, each run by the worker;
+//! - C and C++ objects byte-identical to local compiles, each run by the worker; a
+//!   source using `__TIME__` is a new action a second later, not a cache hit;
 //! - the same compiles again answered by the action cache (the worker runs nothing),
 //!   counted as cache hits in `sshcc status` and `sshcc stats`; `SSHCC_REAPI_CACHE=off` runs them again;
 //! - a compile error: the compiler's exit status and messages, no object;
@@ -219,6 +220,25 @@ fn compiles_then_cache_hits(engine: &ReapiEngine, client: &Client) {
         "{}",
         stderr(&output)
     );
+
+    // __TIME__ is expanded here (classic -E), so the action changes with the time
+    // and the cache never answers with an object stamped earlier.
+    std::fs::write(
+        client.dir().join("stamp.c"),
+        "const char *built_at = __TIME__;\n",
+    )
+    .unwrap();
+    let hits = client.status_row()["cache_hits"].clone();
+    let output = client.compile("gcc", "stamp.c", "stamp1.o", &[]);
+    assert!(output.status.success(), "__TIME__: {}", stderr(&output));
+    std::thread::sleep(Duration::from_millis(1100));
+    let output = client.compile("gcc", "stamp.c", "stamp2.o", &[]);
+    assert!(output.status.success(), "__TIME__: {}", stderr(&output));
+    assert!(
+        client.object("stamp1.o") != client.object("stamp2.o"),
+        "a second later, the __TIME__ object came from the cache"
+    );
+    assert_eq!(client.status_row()["cache_hits"], hits);
 }
 
 /// With `remote_preprocessing = true` the action's input root is the job's own files
@@ -492,9 +512,10 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
     );
 
     // One daemon, started by a build without the token: each build's own token is the
-    // one used (exported later, then changed), not the daemon's environment.
+    // one used (exported later, then changed), not the daemon's environment; and the
+    // backoff earned without it does not hold once there is one.
     let local = client.local_object("gcc", "geometry.c");
-    let fallback = [("DISTCC_FALLBACK", "1"), ("DISTCC_BACKOFF_PERIOD", "0")];
+    let fallback = [("DISTCC_FALLBACK", "1")];
     let mut command = client.sshcc();
     command.env_remove("RE_TOKEN").envs(fallback);
     let output = run(command.args(["gcc", "-O2", "-c", "geometry.c", "-o", "none.o"]));
@@ -509,7 +530,7 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
     let output = client.compile("gcc", "geometry.c", "valid.o", &[("RE_TOKEN", &valid)]);
     assert!(
         output.status.success(),
-        "a token exported after the daemon started: {}\n{}",
+        "a token exported after the daemon started (and backed off): {}\n{}",
         stderr(&output),
         engine.logs()
     );

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::host::Backoff;
 use super::host::HostState;
 use super::remote::KnownBlobs;
+use super::route::Route;
 use super::tracker::Tracker;
+use crate::config::ReapiConfig;
 use crate::hosts::HostSpec;
 use crate::inputs::InputCache;
 use crate::ssh::config::ClientOptions;
@@ -87,7 +90,7 @@ impl Dispatcher {
                     failed: AtomicU64::new(0),
                     meter: Arc::default(),
                     current: Mutex::new(None),
-                    backoff_until: Mutex::new(None),
+                    backoff: Mutex::new(None),
                     last_failure: Mutex::new(String::new()),
                     link: tokio::sync::Mutex::new(None),
                     known_blobs: KnownBlobs::default(),
@@ -96,12 +99,19 @@ impl Dispatcher {
             .clone()
     }
 
-    pub(super) fn backed_off(&self, host: &HostState) -> bool {
-        let mut until = host.backoff_until.lock().expect("backoff lock");
-        match *until {
-            Some(deadline) if Instant::now() < deadline => true,
+    /// Whether `host` is avoided for `route`: it failed less than a backoff period ago
+    /// with the settings `route` gives it.
+    pub(super) fn backed_off(&self, host: &HostState, route: &Route) -> bool {
+        let mut backoff = host.backoff.lock().expect("backoff lock");
+        match &*backoff {
+            Some(failed)
+                if Instant::now() < failed.until
+                    && failed.reapi_settings == route.reapi_settings(&host.spec) =>
+            {
+                true
+            }
             Some(_) => {
-                *until = None;
+                *backoff = None;
                 false
             }
             None => false,
@@ -140,11 +150,22 @@ impl Dispatcher {
         self.released.notify_waiters();
     }
 
-    pub(super) fn back_off(&self, host: &HostState, period: Duration, why: &str) {
+    /// Records that `host` failed (`why`) with `reapi_settings` (an engine's; `None` for
+    /// other hosts), so it is avoided for `period` while those are the settings.
+    pub(super) fn back_off(
+        &self,
+        host: &HostState,
+        reapi_settings: Option<ReapiConfig>,
+        period: Duration,
+        why: &str,
+    ) {
         host.failed.fetch_add(1, Ordering::Relaxed);
         self.tracker.host_failed(&host.spec.text);
         if !period.is_zero() {
-            *host.backoff_until.lock().expect("backoff lock") = Some(Instant::now() + period);
+            *host.backoff.lock().expect("backoff lock") = Some(Backoff {
+                until: Instant::now() + period,
+                reapi_settings,
+            });
         }
         *host.last_failure.lock().expect("failure lock") = why.to_string();
         // Drop a connection that failed so the next job after the backoff reconnects.
@@ -155,5 +176,50 @@ impl Dispatcher {
             *host.current.lock().expect("current lock") = None;
         }
         tracing::debug!(host = %host.key, "backing off for {period:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn route(hosts: &str, token: &str) -> Route {
+        let mut settings = ReapiConfig {
+            authorization_env: Some("RE_TOKEN".into()),
+            ..ReapiConfig::default()
+        };
+        settings.read_environment(|_| Some(token.to_string()));
+        Route {
+            hosts: crate::hosts::parse(hosts).unwrap().hosts,
+            ssh: ClientOptions::default(),
+            backoff: Duration::from_secs(60),
+            excluded: Vec::new(),
+            toolchain: None,
+            reapi: [("re:8980".to_string(), settings)].into(),
+        }
+    }
+
+    #[test]
+    fn a_backoff_holds_for_the_settings_the_host_failed_with() {
+        let dispatcher = Dispatcher::new();
+        let old = route("reapi://re:8980/4 @box/2", "old");
+        let engine = dispatcher.state(&old.hosts[0], &old.ssh);
+        let ssh_box = dispatcher.state(&old.hosts[1], &old.ssh);
+        for host in [&engine, &ssh_box] {
+            let settings = old.reapi_settings(&host.spec);
+            dispatcher.back_off(host, settings, old.backoff, "refused");
+            assert!(dispatcher.backed_off(host, &old));
+        }
+        // Another token for the engine: tried at once; the box's backoff stands.
+        let new = route("reapi://re:8980/4 @box/2", "new");
+        assert_eq!(
+            new.reapi["re:8980"].authorization_env_value,
+            Some(Secret("new".into()))
+        );
+        assert!(!dispatcher.backed_off(&engine, &new));
+        assert!(dispatcher.backed_off(&ssh_box, &new));
+        // Settled for good: the old settings do not bring it back.
+        assert!(!dispatcher.backed_off(&engine, &old));
     }
 }

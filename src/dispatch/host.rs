@@ -7,8 +7,18 @@ use std::time::Instant;
 
 use super::link::{HostLink, LinkMeter};
 use super::remote::KnownBlobs;
+use crate::config::ReapiConfig;
 use crate::hosts::HostSpec;
 use crate::ssh::config::ClientOptions;
+
+/// Until when a host that failed is avoided, and the REAPI settings it failed with: a
+/// build with other settings (a token exported since, a fixed TLS path) tries it at
+/// once, as it would get a new connection anyway.
+#[derive(Debug)]
+pub(super) struct Backoff {
+    pub(super) until: Instant,
+    pub(super) reapi_settings: Option<ReapiConfig>,
+}
 
 /// Shared state of one host entry (keyed by its text and the ssh config in use).
 #[derive(Debug)]
@@ -26,7 +36,7 @@ pub(super) struct HostState {
     /// The connection jobs use now (a copy of `link` that status reads without waiting
     /// for a connection attempt).
     pub(super) current: Mutex<Option<Arc<HostLink>>>,
-    pub(super) backoff_until: Mutex<Option<Instant>>,
+    pub(super) backoff: Mutex<Option<Backoff>>,
     /// Why the host was last backed off, for the messages of jobs that cannot use it.
     pub(super) last_failure: Mutex<String>,
     /// Serialises connecting, so 64 concurrent first jobs open one connection.

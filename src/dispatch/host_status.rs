@@ -46,8 +46,8 @@ impl Dispatcher {
             link.refresh_rtt(RTT_MAX_AGE);
         }
         let traffic = host.meter.traffic.counts();
-        let backoff = (*host.backoff_until.lock().expect("backoff lock"))
-            .and_then(|until| until.checked_duration_since(Instant::now()));
+        let backoff = (host.backoff.lock().expect("backoff lock").as_ref())
+            .and_then(|failed| failed.until.checked_duration_since(Instant::now()));
         let last_error = host.last_failure.lock().expect("failure lock").clone();
         let store = &host.known_blobs.counts;
         HostStatus {

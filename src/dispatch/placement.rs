@@ -51,7 +51,7 @@ impl Dispatcher {
                         && !mismatched.contains(&spec.text)
                 })
                 .map(|spec| self.state(spec, &route.ssh))
-                .filter(|host| !self.backed_off(host))
+                .filter(|host| !self.backed_off(host, route))
                 .collect();
             if candidates.is_empty() {
                 let mut why = Vec::new();
@@ -107,7 +107,8 @@ impl Dispatcher {
                 }
                 Err(err) => {
                     tracing::warn!("{}: {err:#}", host.spec.text);
-                    self.back_off(&host, route.backoff, &format!("{err:#}"));
+                    let settings = route.reapi_settings(&host.spec);
+                    self.back_off(&host, settings, route.backoff, &format!("{err:#}"));
                     self.release(&host);
                     unreachable.push(host.spec.text.clone());
                     unreachable_why.push(format!("{}: {err:#}", host.spec.text));
@@ -209,7 +210,7 @@ impl Dispatcher {
             .filter(|spec| !skip.contains(&spec.text))
             .filter_map(|spec| {
                 let host = self.state(spec, &route.ssh);
-                let until = (*host.backoff_until.lock().expect("backoff lock"))?;
+                let until = host.backoff.lock().expect("backoff lock").as_ref()?.until;
                 let left = until.checked_duration_since(Instant::now())?;
                 Some(format!(
                     "{} is avoided for another {}s (DISTCC_BACKOFF_PERIOD) after: {}",
@@ -224,12 +225,7 @@ impl Dispatcher {
     /// The live connection to `host`, opened on first use and replaced when it died
     /// (or, for a REAPI engine, when the route's settings for it changed).
     async fn link(&self, host: &HostState, route: &Route) -> anyhow::Result<Arc<HostLink>> {
-        let reapi_config = match &host.spec.kind {
-            HostKind::Reapi { authority, .. } => {
-                Some(route.reapi.get(authority).cloned().unwrap_or_default())
-            }
-            _ => None,
-        };
+        let reapi_config = route.reapi_settings(&host.spec);
         let mut link = host.link.lock().await;
         if let Some(existing) = link.as_ref()
             && !existing.is_closed()
@@ -239,7 +235,7 @@ impl Dispatcher {
         }
         // Jobs that queued behind a connection attempt that just failed must not each
         // try again, one connect timeout after another.
-        if self.backed_off(host) {
+        if self.backed_off(host, route) {
             anyhow::bail!(
                 "{} (moments ago; backing off)",
                 host.last_failure.lock().expect("failure lock")

@@ -26,6 +26,19 @@ pub struct Route {
     pub reapi: BTreeMap<String, ReapiConfig>,
 }
 
+impl Route {
+    /// The settings this route gives the REAPI engine of `spec` (its config.toml
+    /// table, or the defaults); `None` for other hosts.
+    pub(super) fn reapi_settings(&self, spec: &HostSpec) -> Option<ReapiConfig> {
+        match &spec.kind {
+            HostKind::Reapi { authority, .. } => {
+                Some(self.reapi.get(authority).cloned().unwrap_or_default())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A job's compiler, to be matched against each box's before the box gets the job.
 #[derive(Debug, Clone)]
 pub struct ToolchainCheck {

@@ -119,7 +119,8 @@ impl RemoteSlot {
 
     /// Records that the host failed this job (`why`), so it is avoided for `backoff`.
     pub fn mark_failed(&self, backoff: Duration, why: &str) {
-        self.dispatcher.back_off(&self.host, backoff, why);
+        let settings = self.link.reapi_config().cloned();
+        self.dispatcher.back_off(&self.host, settings, backoff, why);
     }
 }
 
