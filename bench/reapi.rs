@@ -5,8 +5,8 @@
 //! Run with `cargo bench --bench reapi`. Sections (see docs/benchmarks.md):
 //!
 //! 1. a `-j4` build of Lua 5.4's library (the `lua-src` crate): through the SSH box
-//!    cold and again on the same daemon; through the engine cold (empty action
-//!    cache) and again on a fresh daemon (every job an action-cache hit), with jobs
+//!    cold and again on the same daemon; through the engine cold (its actions not
+//!    in the action cache) and again on a fresh daemon (every job an action-cache hit), with jobs
 //!    preprocessed here (the default) and by the workers (`remote_preprocessing =
 //!    true`). Wall, the client's CPU per job (wrappers and daemon), bytes per job,
 //!    cache hits, and objects checked against a local build;
@@ -360,7 +360,10 @@ fn main() -> Result<()> {
     // on a fresh daemon, answered by the cache; and how many actions the worker ran.
     let mut ran = Vec::new();
     for (route, name) in [(&reapi, "reapi"), (&reapi_remote, "reapi-remote")] {
-        for build_name in ["cold (empty action cache)", "again, fresh daemon (cached)"] {
+        for build_name in [
+            "cold (not in the action cache)",
+            "again, fresh daemon (cached)",
+        ] {
             let before = engine.actions_run();
             let daemon = client(&format!("{name}-{}", ran.len()));
             rows.push(build(&daemon, route, build_name, &lua, &out, &reference)?);

@@ -181,7 +181,7 @@ impl Config {
     /// build's, which the wrapper sends along).
     pub fn reapi_from_toml(
         text: &str,
-        environment: &[String],
+        environment: &[Secret],
     ) -> anyhow::Result<BTreeMap<String, ReapiConfig>> {
         if text.is_empty() {
             return Ok(BTreeMap::new());
@@ -189,7 +189,7 @@ impl Config {
         let mut reapi: BTreeMap<String, ReapiConfig> =
             toml::from_str(text).context("REAPI settings from the wrapper")?;
         let environment: BTreeMap<&str, &str> = (environment.iter())
-            .filter_map(|pair| pair.split_once('='))
+            .filter_map(|pair| pair.0.split_once('='))
             .collect();
         for endpoint in reapi.values_mut() {
             endpoint.read_environment(|name| environment.get(name).map(|value| value.to_string()));
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(config.reapi["sched:8980"].platform["OSFamily"], "linux");
         assert!(Config::parse("[reapi.x]\ntoken = \"secret\"").is_err());
         // The token's value comes from the build's environment, never from TOML.
-        let environment = ["OTHER=x".to_string(), "TOKEN=a=b".to_string()];
+        let environment = [Secret("OTHER=x".into()), Secret("TOKEN=a=b".into())];
         let read = Config::reapi_from_toml(&text, &environment).unwrap();
         let value = read["sched:8980"].authorization_env_value.as_ref();
         assert_eq!(value.map(|secret| secret.0.as_str()), Some("a=b"));

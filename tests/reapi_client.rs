@@ -8,7 +8,8 @@
 //! engine's ping policy does not close it).
 //!
 //! One engine serves every case (starting one takes about 15 s), so the cases run in
-//! order in one test; it is stopped however the test ends. Skipped, saying why, on a
+//! order in one test, the idle connection's wait alongside them; the engine is
+//! stopped however the test ends. Skipped, saying why, on a
 //! machine without BuildGrid (scripts/install-deps.sh installs it).
 
 mod common;

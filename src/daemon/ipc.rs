@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 
+use crate::config::Secret;
 use crate::dispatch::link::Flavour;
 use crate::protocol::mux::remote::{RemoteAnswer, RemoteCompile, RemoteJob};
 use crate::protocol::mux::wire::{WireError, WireReader, WireWriter};
@@ -82,8 +83,9 @@ pub struct Acquire {
     /// applied.
     pub reapi_settings: String,
     /// `NAME=VALUE` of each variable those tables' `authorization_env` names that is
-    /// set in the build's environment (the daemon's own may be older, or lack it).
-    pub reapi_environment: Vec<String>,
+    /// set in the build's environment (the daemon's own may be older, or lack it):
+    /// tokens, which Debug does not show.
+    pub reapi_environment: Vec<Secret>,
 }
 
 impl Acquire {
@@ -108,7 +110,11 @@ impl Acquire {
             .str(&self.file)
             .u32(self.pid)
             .str(&self.reapi_settings)
-            .strings(&self.reapi_environment)
+            .strings(
+                &(self.reapi_environment.iter())
+                    .map(|pair| pair.0.clone())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 
@@ -130,7 +136,7 @@ impl Acquire {
             file: reader.string()?,
             pid: reader.u32()?,
             reapi_settings: reader.string()?,
-            reapi_environment: reader.strings()?,
+            reapi_environment: reader.strings()?.into_iter().map(Secret).collect(),
         })
     }
 }
@@ -329,9 +335,10 @@ mod tests {
             file: "src/x.c".into(),
             pid: 4242,
             reapi_settings: "[\"a:1\"]\ninstance_name = \"main\"\n".into(),
-            reapi_environment: vec!["RE_TOKEN=t0k=en".into()],
+            reapi_environment: vec![Secret("RE_TOKEN=t0k=en".into())],
         };
         assert_eq!(Acquire::decode(&acquire.encode()).unwrap(), acquire);
+        assert!(!format!("{acquire:?}").contains("t0k"), "{acquire:?}");
         for assigned in [
             Assigned::Remote {
                 host: "@b".into(),

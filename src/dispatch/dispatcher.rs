@@ -100,22 +100,20 @@ impl Dispatcher {
     }
 
     /// Whether `host` is avoided for `route`: it failed less than a backoff period ago
-    /// with the settings `route` gives it.
+    /// with the settings `route` gives it. A backoff that ran out is forgotten.
     pub(super) fn backed_off(&self, host: &HostState, route: &Route) -> bool {
+        self.backoff_left(host, route).is_some()
+    }
+
+    /// How much longer `host` is avoided for `route`, if it is.
+    pub(super) fn backoff_left(&self, host: &HostState, route: &Route) -> Option<Duration> {
         let mut backoff = host.backoff.lock().expect("backoff lock");
-        match &*backoff {
-            Some(failed)
-                if Instant::now() < failed.until
-                    && failed.reapi_settings == route.reapi_settings(&host.spec) =>
-            {
-                true
-            }
-            Some(_) => {
-                *backoff = None;
-                false
-            }
-            None => false,
+        let failed = backoff.as_ref()?;
+        if Instant::now() >= failed.until {
+            *backoff = None;
+            return None;
         }
+        failed.left_for(route.reapi_settings(&host.spec).as_ref())
     }
 
     /// Takes a slot on the host with the lowest busy/limit ratio (earlier entries win
@@ -219,7 +217,7 @@ mod tests {
         );
         assert!(!dispatcher.backed_off(&engine, &new));
         assert!(dispatcher.backed_off(&ssh_box, &new));
-        // Settled for good: the old settings do not bring it back.
-        assert!(!dispatcher.backed_off(&engine, &old));
+        // Builds with the settings that failed still avoid it.
+        assert!(dispatcher.backed_off(&engine, &old));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::link::{HostLink, LinkMeter};
 use super::remote::KnownBlobs;
@@ -13,11 +13,23 @@ use crate::ssh::config::ClientOptions;
 
 /// Until when a host that failed is avoided, and the REAPI settings it failed with: a
 /// build with other settings (a token exported since, a fixed TLS path) tries it at
-/// once, as it would get a new connection anyway.
+/// once, as it would get a new connection anyway, while builds with the failed
+/// settings keep avoiding it.
 #[derive(Debug)]
 pub(super) struct Backoff {
     pub(super) until: Instant,
     pub(super) reapi_settings: Option<ReapiConfig>,
+}
+
+impl Backoff {
+    /// How much longer the host is avoided by a build with `settings` (`None` for
+    /// hosts other than REAPI engines); `None` if not at all.
+    pub(super) fn left_for(&self, settings: Option<&ReapiConfig>) -> Option<Duration> {
+        if self.reapi_settings.as_ref() != settings {
+            return None;
+        }
+        self.until.checked_duration_since(Instant::now())
+    }
 }
 
 /// Shared state of one host entry (keyed by its text and the ssh config in use).

@@ -3,7 +3,7 @@
 //! compiler is not the local one; and what the user is told about it, once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::dispatcher::Dispatcher;
 use super::host::HostState;
@@ -210,8 +210,7 @@ impl Dispatcher {
             .filter(|spec| !skip.contains(&spec.text))
             .filter_map(|spec| {
                 let host = self.state(spec, &route.ssh);
-                let until = host.backoff.lock().expect("backoff lock").as_ref()?.until;
-                let left = until.checked_duration_since(Instant::now())?;
+                let left = self.backoff_left(&host, route)?;
                 Some(format!(
                     "{} is avoided for another {}s (DISTCC_BACKOFF_PERIOD) after: {}",
                     spec.text,

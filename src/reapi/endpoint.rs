@@ -182,7 +182,10 @@ impl Endpoint {
                 (config.authorization_env_value.as_ref())
                     .map(|value| value.0.clone())
                     .with_context(|| {
-                        format!("{url}: authorization_env names {name}, which is not set")
+                        format!(
+                            "{url}: authorization_env names {name}, which is not set \
+                             (as UTF-8) in the build's environment"
+                        )
                     })?,
             ),
             (None, Some(command)) => Some(credential_helper(url, command)?),
@@ -207,8 +210,9 @@ impl Endpoint {
 
     /// A channel to the engine. It connects on first use (so an engine that is down
     /// shows as a retryable UNAVAILABLE from the first call, not here) and again
-    /// after a connection is lost. TCP keepalive notices a dead peer, idle or during
-    /// a long Execute. No HTTP/2 pings: gRPC servers by default take one without a
+    /// after a connection is lost. TCP keepalive notices a peer that is gone (its host
+    /// or the path to it), idle or during a long Execute; an engine that hangs behind a
+    /// live kernel or proxy is the job's `DISTCC_IO_TIMEOUT`'s to catch. No HTTP/2 pings: gRPC servers by default take one without a
     /// call in flight every two hours and one during a call every five minutes, and
     /// answer the third too early with GOAWAY "too_many_pings", which closes the
     /// connection and breaks the streams on it. Fails only on bad settings:

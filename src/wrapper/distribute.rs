@@ -9,7 +9,7 @@ use super::placement::place_and_run;
 use super::preprocess::{self, Mode};
 use crate::client_settings::{self, ClientSettings};
 use crate::compiler::args::Distributable;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::daemon::ipc::Acquire;
 use crate::daemon::stats_file;
 use crate::dispatch::tracker::LocalReason;
@@ -108,12 +108,12 @@ fn reapi_settings(settings: &ClientSettings, config: &Config, hosts: &HostList) 
 
 /// `NAME=VALUE` of each variable config.toml's REAPI endpoints take their token from
 /// (`authorization_env`), as this build has it.
-fn reapi_environment(config: &Config) -> Vec<String> {
+fn reapi_environment(config: &Config) -> Vec<Secret> {
     let names: std::collections::BTreeSet<&str> = (config.reapi.values())
         .filter_map(|endpoint| endpoint.authorization_env.as_deref())
         .collect();
     (names.into_iter())
-        .filter_map(|name| Some(format!("{name}={}", std::env::var(name).ok()?)))
+        .filter_map(|name| Some(Secret(format!("{name}={}", std::env::var(name).ok()?))))
         .collect()
 }
 
