@@ -5,11 +5,11 @@
 //! Run with `cargo bench --bench reapi`. Sections (see docs/benchmarks.md):
 //!
 //! 1. a `-j4` build of Lua 5.4's library (the `lua-src` crate): through the SSH box
-//!    cold and again on the same daemon; through the engine cold (its actions not
-//!    in the action cache) and again on a fresh daemon (every job an action-cache hit), with jobs
-//!    preprocessed here (the default) and by the workers (`remote_preprocessing =
-//!    true`). Wall, the client's CPU per job (wrappers and daemon), bytes per job,
-//!    cache hits, and objects checked against a local build;
+//!    cold and again on the same daemon; through the engine cold (its actions not in
+//!    the action cache) and again on a fresh daemon (every job an action-cache hit),
+//!    with jobs preprocessed here (the default) and by the workers
+//!    (`remote_preprocessing = true`). Wall, the client's CPU per job (wrappers and
+//!    daemon), bytes per job, cache hits, and objects checked against a local build;
 //! 2. one tiny compile at a time on a warm daemon: the SSH box, the engine with
 //!    `SSHCC_REAPI_CACHE=off` (every job executes), and the engine answering from its
 //!    action cache: the per-job overhead and the cache-hit path's cost.

@@ -3,7 +3,8 @@
 //! tests/reapi/README.md), whose one worker advertises the toolchains of this
 //! machine's gcc and g++ as `sshcc --box-info` reports them:
 //! - C and C++ objects byte-identical to local compiles, each run by the worker; a
-//!   source using `__TIME__` is a new action a second later, not a cache hit;
+//!   source using `__TIME__` is compiled again a second later, not a cache hit (also
+//!   with `remote_preprocessing = true`);
 //! - the same compiles again answered by the action cache (the worker runs nothing),
 //!   counted as cache hits in `sshcc status` and `sshcc stats`; `SSHCC_REAPI_CACHE=off` runs them again;
 //! - a compile error: the compiler's exit status and messages, no object;
@@ -220,20 +221,30 @@ fn compiles_then_cache_hits(engine: &ReapiEngine, client: &Client) {
         "{}",
         stderr(&output)
     );
+    // __TIME__ is expanded here (classic -E): the action changes with the time.
+    time_is_never_cached(client, "");
+}
 
-    // __TIME__ is expanded here (classic -E), so the action changes with the time
-    // and the cache never answers with an object stamped earlier.
+/// A source that uses `__TIME__`, compiled twice a second apart on the engine (each
+/// job's log saying `route`): two objects, not the first one again from the cache.
+fn time_is_never_cached(client: &Client, route: &str) {
     std::fs::write(
         client.dir().join("stamp.c"),
         "const char *built_at = __TIME__;\n",
     )
     .unwrap();
     let hits = client.status_row()["cache_hits"].clone();
-    let output = client.compile("gcc", "stamp.c", "stamp1.o", &[]);
-    assert!(output.status.success(), "__TIME__: {}", stderr(&output));
-    std::thread::sleep(Duration::from_millis(1100));
-    let output = client.compile("gcc", "stamp.c", "stamp2.o", &[]);
-    assert!(output.status.success(), "__TIME__: {}", stderr(&output));
+    for (round, object) in ["stamp1.o", "stamp2.o"].into_iter().enumerate() {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let output = client.compile("gcc", "stamp.c", object, &[]);
+        assert!(
+            output.status.success() && stderr(&output).contains(route),
+            "__TIME__: {}",
+            stderr(&output)
+        );
+    }
     assert!(
         client.object("stamp1.o") != client.object("stamp2.o"),
         "a second later, the __TIME__ object came from the cache"
@@ -283,6 +294,9 @@ fn workers_preprocess(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
         "the worker ran each once, the cache answered again: {}",
         engine.logs()
     );
+    // The worker expands __TIME__, which the action's key does not hold: such a job
+    // is neither answered nor kept by the cache.
+    time_is_never_cached(&client, "preprocessed there");
 }
 
 fn compile_error(engine: &ReapiEngine, client: &Client) {

@@ -32,6 +32,9 @@ pub struct JobBlobs {
     pub memory: HashMap<Digest, Vec<u8>>,
     /// File contents, read from the client's files when they must be sent.
     pub files: HashMap<Digest, PathBuf>,
+    /// Whether a file names `__DATE__` or `__TIME__` ([`JobInputs::reads_the_clock`]):
+    /// an engine's action cache must not answer the job nor keep its result.
+    pub reads_the_clock: bool,
 }
 
 impl JobBlobs {
@@ -345,6 +348,7 @@ pub fn assemble(mut job: RemoteJob, inputs: &JobInputs) -> Result<(RemoteJob, Jo
             .files()
             .map(|(path, digest)| (*digest, path.to_path_buf()))
             .collect(),
+        reads_the_clock: inputs.reads_the_clock,
     };
     Ok((job, blobs))
 }

@@ -108,6 +108,9 @@ pub struct JobInputs {
     pub extra_args: Vec<String>,
     /// Every shipped file's stat at scan time, for [`InputCache::verify_after`].
     pub watched: Vec<(PathBuf, FileStat)>,
+    /// Whether a shipped file names `__DATE__` or `__TIME__`: the object then depends
+    /// on when it is compiled, so no cache may answer the job.
+    pub reads_the_clock: bool,
     /// The job's working directory, which relative dependency paths are relative to.
     pub cwd: PathBuf,
     scanned_at_ns: i128,
@@ -392,7 +395,9 @@ impl InputCache {
             entries.insert(path, entry);
         }
         let mut watched = Vec::with_capacity(resolver.files.len());
+        let mut reads_the_clock = false;
         for (path, shipped) in std::mem::take(&mut resolver.files) {
+            reads_the_clock |= shipped.names_the_clock();
             let path = PathBuf::from(path);
             let (seconds, nanos) = shipped.stat.mtime();
             let file = InputEntry::File {
@@ -414,6 +419,7 @@ impl InputCache {
             leading_args,
             extra_args: search.trailing_args.clone(),
             watched,
+            reads_the_clock,
             cwd: job.cwd.clone(),
             scanned_at_ns,
         })

@@ -89,6 +89,13 @@ pub struct Shipped {
     directives: Arc<Directives>,
 }
 
+impl Shipped {
+    /// Whether the file names `__DATE__` or `__TIME__`.
+    pub fn names_the_clock(&self) -> bool {
+        self.directives.names_the_clock
+    }
+}
+
 /// Where a file was found, which decides where `#include_next` goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FoundIn {

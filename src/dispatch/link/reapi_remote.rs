@@ -23,6 +23,7 @@ use super::host_link::{HostLink, ReapiEndpoint};
 use super::reapi::{
     ACTION_PATH, ACTION_TIMEOUT, TOOLCHAIN_PROPERTY, cached_result, uncached_if_asked,
 };
+use crate::config::ReapiCache;
 use crate::digest::Digest;
 use crate::dispatch::remote::{JobBlobs, JobFailure};
 use crate::mux::client::Observer;
@@ -195,7 +196,12 @@ impl HostLink {
         let toolchain = toolchain.ok_or_else(|| JobFailure::Changed(self.no_fingerprint()))?;
         let action = RemoteAction::new(job, toolchain, &endpoint.platform)
             .map_err(|why| JobFailure::Changed(format!("{}: {why}", self.label())))?;
-        let cache = endpoint.cache();
+        // The action's key holds the inputs, not the time the compile expands into
+        // __DATE__ and __TIME__: such a job is never answered or kept by the cache.
+        let cache = match blobs.reads_the_clock {
+            true => ReapiCache::Off,
+            false => endpoint.cache(),
+        };
         self.with_retries(endpoint, |client| {
             let (action, observer) = (&action, observer.as_ref());
             async move {
@@ -212,7 +218,7 @@ impl HostLink {
         &self,
         client: &ReapiClient,
         action: &RemoteAction,
-        cache: crate::config::ReapiCache,
+        cache: ReapiCache,
         blobs: &JobBlobs,
         observer: Option<&Observer>,
     ) -> Result<Result<RemoteCompile, JobFailure>, ReapiError> {

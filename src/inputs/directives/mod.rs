@@ -77,12 +77,18 @@ pub struct Directives {
     pub defines: Vec<Define>,
     /// Why this file cannot be handled by remote preprocessing, if it cannot.
     pub doubts: Vec<String>,
+    /// Whether the text names `__DATE__` or `__TIME__` anywhere (a comment too): a
+    /// compile that expands them writes when it ran, which no cache key holds.
+    pub names_the_clock: bool,
 }
 
 impl Directives {
     /// Scans `text`.
     pub fn scan(text: &[u8]) -> Directives {
-        let mut found = Directives::default();
+        let mut found = Directives {
+            names_the_clock: contains(text, b"__DATE__") || contains(text, b"__TIME__"),
+            ..Directives::default()
+        };
         if contains(text, b".incbin") {
             found
                 .doubts

@@ -172,3 +172,18 @@ fn pragmas_and_other_directives_do_not_swallow_the_next_line() {
             .to_vec()
     );
 }
+
+#[test]
+fn a_file_naming_the_clock_is_marked() {
+    for text in [
+        "const char *d = __DATE__;\n",
+        "#define BUILT_AT __TIME__\n",
+        "/* __DATE__ */\n",
+    ] {
+        assert!(Directives::scan(text.as_bytes()).names_the_clock, "{text}");
+    }
+    // __TIMESTAMP__ is the file's mtime, which the input tree carries.
+    for text in ["const char *s = __TIMESTAMP__;\n", "int __DATE_ = 1;\n", ""] {
+        assert!(!Directives::scan(text.as_bytes()).names_the_clock, "{text}");
+    }
+}
