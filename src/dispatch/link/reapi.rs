@@ -184,8 +184,10 @@ impl HostLink {
         observer: Option<&Observer>,
     ) -> Result<Response, ReapiError> {
         let cacheable = job.cacheable.build();
+        tracing::debug!("{}: action {}", self.label(), cacheable.action_digest);
         if let Some(result) = cached_result(client, &cacheable.action_digest, job.cache).await?
-            && let Some(response) = self.response(client, &result, job).await?
+            && let Some(response) =
+                unless_stale(self.label(), self.response(client, &result, job).await)?
         {
             self.cache_hit();
             return Ok(response);
@@ -407,6 +409,24 @@ pub(super) async fn cached_result(
     }
 }
 
+/// What taking a cached result's outputs gave (`taken`), with outputs the CAS lost or
+/// holds corrupt taken as no result (`label` names the engine in the log): engines
+/// that do not check an entry's blobs on lookup (BuildGrid does; Buildbarn only when
+/// configured to) evict blobs and entries separately, and such an entry must cost an
+/// execution, not the job and a backoff.
+pub(super) fn unless_stale<T>(
+    label: &str,
+    taken: Result<Option<T>, ReapiError>,
+) -> Result<Option<T>, ReapiError> {
+    match taken {
+        Err(err @ (ReapiError::MissingBlob { .. } | ReapiError::CorruptBlob { .. })) => {
+            tracing::info!("{label}: a stale action-cache entry ({err}); executing");
+            Ok(None)
+        }
+        taken => taken,
+    }
+}
+
 /// The action to execute: `built` (the cacheable spec's), or the same command marked
 /// `do_not_cache` when the cache may only be read or is off.
 pub(super) fn uncached_if_asked(
@@ -509,6 +529,26 @@ mod tests {
                 spec.build().action_digest
             );
         }
+    }
+
+    #[test]
+    fn a_cached_result_whose_blobs_are_gone_or_corrupt_is_no_result() {
+        let digest = Digest::of(b"an object");
+        let gone = ReapiError::MissingBlob {
+            call: "BatchReadBlobs".into(),
+            digest,
+        };
+        assert!(matches!(unless_stale::<u8>("e", Err(gone)), Ok(None)));
+        let corrupt = ReapiError::CorruptBlob {
+            call: "BatchReadBlobs".into(),
+            expected: digest,
+            got: Digest::of(b"another"),
+        };
+        assert!(matches!(unless_stale::<u8>("e", Err(corrupt)), Ok(None)));
+        assert!(matches!(unless_stale("e", Ok(Some(1))), Ok(Some(1))));
+        // The engine's other failures stay the job's.
+        let refused = ReapiError::from_code("GetActionResult", tonic::Code::PermissionDenied, "no");
+        assert!(unless_stale::<u8>("e", Err(refused)).is_err());
     }
 
     #[test]

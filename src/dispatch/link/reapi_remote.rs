@@ -21,7 +21,7 @@ use std::path::{Component, Path};
 
 use super::host_link::{HostLink, ReapiEndpoint};
 use super::reapi::{
-    ACTION_PATH, ACTION_TIMEOUT, TOOLCHAIN_PROPERTY, cached_result, uncached_if_asked,
+    ACTION_PATH, ACTION_TIMEOUT, TOOLCHAIN_PROPERTY, cached_result, uncached_if_asked, unless_stale,
 };
 use crate::config::ReapiCache;
 use crate::digest::Digest;
@@ -223,9 +223,13 @@ impl HostLink {
         observer: Option<&Observer>,
     ) -> Result<Result<RemoteCompile, JobFailure>, ReapiError> {
         let cacheable = action.cacheable.build();
+        tracing::debug!("{}: action {}", self.label(), cacheable.action_digest);
         if let Some(result) = cached_result(client, &cacheable.action_digest, cache).await?
             && result.exit_code == 0
-            && let Ok(compile) = self.compile_of(client, &result, action).await?
+            && let Some(compile) = unless_stale(
+                self.label(),
+                (self.compile_of(client, &result, action).await).map(Result::ok),
+            )?
         {
             self.cache_hit();
             return Ok(Ok(compile));
