@@ -529,9 +529,8 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
     // one used (exported later, then changed), not the daemon's environment; and the
     // backoff earned without it does not hold once there is one.
     let local = client.local_object("gcc", "geometry.c");
-    let fallback = [("DISTCC_FALLBACK", "1")];
     let mut command = client.sshcc();
-    command.env_remove("RE_TOKEN").envs(fallback);
+    command.env_remove("RE_TOKEN").env("DISTCC_FALLBACK", "1");
     let output = run(command.args(["gcc", "-O2", "-c", "geometry.c", "-o", "none.o"]));
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
@@ -554,7 +553,7 @@ fn tokens(engine: &ReapiEngine, endpoint: &str, hosts: &str) {
         "gcc",
         "geometry.c",
         "t.o",
-        &[[("RE_TOKEN", wrong.as_str())].as_slice(), &fallback].concat(),
+        &[("RE_TOKEN", &wrong), ("DISTCC_FALLBACK", "1")],
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(

@@ -4,7 +4,6 @@
 //! mTLS, the name to verify), the `authorization` header value, and timeouts; and the
 //! tonic channel built from them.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,15 +63,8 @@ pub struct ClientIdentity {
     pub key: PathBuf,
 }
 
-/// An `authorization` header value; Debug never shows it.
-#[derive(Clone)]
-pub struct Authorization(pub String);
-
-impl fmt::Debug for Authorization {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Authorization(<redacted>)")
-    }
-}
+/// An `authorization` header value: a [`crate::config::Secret`], which Debug never shows.
+pub use crate::config::Secret as Authorization;
 
 /// Why an endpoint URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
